@@ -1,0 +1,20 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // Modules talk to each other through their index.ts only.
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          regex: '^\\.\\./(supervisor|balancer|extor-cookie|keysync|sysctl|config|cli|lab|tor|util)/(?!index\\.js$)',
+          message: 'Import another module through its index.js (its public face), not its internals.',
+        }],
+      }],
+    },
+  },
+);

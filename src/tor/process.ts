@@ -1,0 +1,87 @@
+// Starting tor (and other children) so that they die with us.
+//
+// Every child is started through util-linux `setpriv --pdeathsig TERM`, so the kernel sends it
+// SIGTERM when the supervisor dies, even by SIGKILL. setpriv execs the program, so the pid we see
+// is the program's own.
+import { execa, type ResultPromise } from 'execa';
+import { createInterface } from 'node:readline';
+
+export interface ChildExit {
+  code: number | null;
+  signal: string | null;
+  /** The last lines the child printed (stdout and stderr), to say why it exited. */
+  lastLines: string[];
+}
+
+export interface Child {
+  pid: number;
+  exited: Promise<ChildExit>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface SpawnOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Replace the environment instead of extending it. */
+  extendEnv?: boolean;
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Keep stdin open as a pipe (pluggable transports exit when stdin closes). */
+  keepStdin?: boolean;
+  keepLines?: number;
+}
+
+export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}): Child {
+  const keep = opts.keepLines ?? 20;
+  const lastLines: string[] = [];
+  const sub: ResultPromise = execa('setpriv', ['--pdeathsig', 'TERM', '--', file, ...args], {
+    cwd: opts.cwd,
+    env: opts.env,
+    extendEnv: opts.extendEnv ?? true,
+    stdin: opts.keepStdin ? 'pipe' : 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: false,
+    reject: false,
+    cleanup: true,
+  });
+  const pid = sub.pid;
+  if (pid === undefined) {
+    // execa reports the spawn error through the promise; surface it the same way.
+    return {
+      pid: -1,
+      exited: sub.then((r) => ({ code: r.exitCode ?? 127, signal: null, lastLines: [String(r.message ?? 'spawn failed')] })),
+      kill: () => {},
+    };
+  }
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const s = sub[stream];
+    if (!s) continue;
+    const rl = createInterface({ input: s, crlfDelay: Infinity });
+    rl.on('line', (line) => {
+      lastLines.push(line);
+      if (lastLines.length > keep) lastLines.shift();
+      opts.onLine?.(line, stream);
+    });
+  }
+  const exited = sub.then((r) => ({
+    code: r.exitCode ?? null,
+    signal: r.signal ?? null,
+    lastLines: lastLines.length || !r.failed ? lastLines : [r.shortMessage ?? 'spawn failed'],
+  }));
+  return {
+    pid,
+    exited,
+    kill: (signal: NodeJS.Signals = 'SIGTERM') => {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+}
+
+/** Arguments that make tor read exactly our torrc and nothing from /etc. */
+export function torArgs(torrcPath: string, extra: string[] = []): string[] {
+  return ['-f', torrcPath, '--defaults-torrc', '/dev/null', ...extra];
+}
