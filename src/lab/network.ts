@@ -64,7 +64,6 @@ function commonLines(auths: Authority[]): string[] {
     ...auths.map(
       (a) => `DirAuthority ${a.nickname} orport=${a.orPort} no-v2 v3ident=${a.v3ident} 127.0.0.1:${a.dirPort} ${a.fingerprint}`,
     ),
-    'AssumeReachable 1',
     'PathsNeededToBuildCircuits 0.25',
     'SafeLogging 0',
     'ShutdownWaitLength 0',
@@ -180,6 +179,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
           `ORPort 127.0.0.1:${a.orPort}`,
           `DirPort 127.0.0.1:${a.dirPort}`,
           'SocksPort 0',
+          'AssumeReachable 1',
           'AuthoritativeDirectory 1',
           'V3AuthoritativeDirectory 1',
           'ContactInfo lab@localhost',

@@ -1,0 +1,54 @@
+import { join } from 'node:path';
+import { mkdir, chmod } from 'node:fs/promises';
+import { loadConfig, instanceLayout, type ResolvedConfig } from '../config/index.js';
+import { initIdentity, type InitResult } from '../keysync/index.js';
+import { listFingerprint } from '../tor/index.js';
+import { writeFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { parse } from './args.js';
+
+export function identityDir(c: ResolvedConfig): string {
+  return join(c.dataDir, 'identity');
+}
+
+export function instanceTargets(c: ResolvedConfig): Array<{ name: string; dataDir: string }> {
+  return Array.from({ length: c.instances }, (_, i) => instanceLayout(c, i + 1));
+}
+
+/** Everything `bridgectl init` does, reusable by the lab and by tests. */
+export async function initBridge(c: ResolvedConfig): Promise<InitResult & { cookieCreated: boolean }> {
+  await mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  await chmod(c.dataDir, 0o700);
+  await mkdir(join(c.dataDir, 'instances'), { recursive: true, mode: 0o700 });
+  const r = await initIdentity({
+    identityDir: identityDir(c),
+    instances: instanceTargets(c),
+    generate: async (dir) => {
+      await listFingerprint(dir, `${c.nickname}0`, c.torPath);
+    },
+  });
+  const cookieCreated = await ensureCookieFile(c.balancer.cookieFile);
+  if (cookieCreated) r.actions.push(`created the static Extended ORPort cookie ${c.balancer.cookieFile}`);
+  return { ...r, cookieCreated };
+}
+
+export async function initCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { config: { type: 'string' } });
+  const { config, file } = loadConfig(values.config);
+  const r = await initBridge(config);
+  console.log(`bridge ${config.nickname} (${file}): fingerprint ${r.fingerprint}`);
+  for (const a of r.actions) console.log(`  ${a}`);
+  if (!r.actions.length) console.log('  everything was already in place');
+  return 0;
+}
+
+// TEMPORARY until src/extor-cookie lands its cookie-file API.
+async function ensureCookieFile(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return false;
+  } catch {
+    await writeFile(path, Buffer.concat([Buffer.from('! Extended ORPort Auth Cookie !\n'), randomBytes(32)]), { mode: 0o600, flag: 'wx' });
+    return true;
+  }
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// bridgectl's command line. Each command lives in its own file under src/cli/.
+import { ConfigError } from '../config/index.js';
+import { initCommand } from './init.js';
+import { runCommand } from './run.js';
+import { keysCommand } from './keys.js';
+import { labCommand } from './lab.js';
+import { UsageError } from './args.js';
+
+const USAGE = `usage: bridgectl <command> [options]
+
+commands:
+  init [--config FILE]            create keys, pins and the static cookie under dataDir (idempotent)
+  run [--config FILE]             run the supervisor in the foreground
+  keys verify [--config FILE]     check that every instance shares one identity and is pinned
+  lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
+
+The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  init: initCommand,
+  run: runCommand,
+  keys: keysCommand,
+  lab: labCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    console.log(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const f = commands[cmd];
+  if (!f) {
+    console.error(`bridgectl: unknown command "${cmd}"\n\n${USAGE}`);
+    return 2;
+  }
+  return f(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof ConfigError) {
+      console.error(`bridgectl: configuration error\n${e.message}`);
+      process.exitCode = 78; // EX_CONFIG
+    } else if (e instanceof UsageError) {
+      console.error(`bridgectl: ${e.message}`);
+      process.exitCode = 2;
+    } else {
+      console.error(`bridgectl: ${e instanceof Error ? e.message : String(e)}`);
+      process.exitCode = 1;
+    }
+  },
+);

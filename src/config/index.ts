@@ -1,0 +1,13 @@
+// Public face of the config module: the YAML file, validated, with errors naming file:line and key.
+export { configSchema, type Config, type BalancerConfig } from './schema.js';
+export {
+  loadConfig,
+  parseConfigText,
+  resolveConfig,
+  configPath,
+  ConfigError,
+  type ConfigProblem,
+  type LoadedConfig,
+  type ResolvedConfig,
+} from './load.js';
+export { instanceNames, instanceLayout, type InstanceLayout } from './layout.js';

@@ -1,0 +1,35 @@
+// Where everything of one instance lives, derived from the config alone.
+import { join } from 'node:path';
+import type { ResolvedConfig } from './load.js';
+
+export interface InstanceLayout {
+  index: number;
+  name: string;
+  dataDir: string;
+  keysDir: string;
+  torrcPath: string;
+  controlSocket: string;
+  controlCookie: string;
+  extOrPortAddress: string;
+  extOrPortCookie: string;
+}
+
+export function instanceNames(c: Pick<ResolvedConfig, 'nickname' | 'instances'>): string[] {
+  return Array.from({ length: c.instances }, (_, i) => `${c.nickname}${i + 1}`);
+}
+
+export function instanceLayout(c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 'extOrPort'>, index: number): InstanceLayout {
+  const name = `${c.nickname}${index}`;
+  const dataDir = join(c.dataDir, 'instances', name);
+  return {
+    index,
+    name,
+    dataDir,
+    keysDir: join(dataDir, 'keys'),
+    torrcPath: join(dataDir, 'torrc'),
+    controlSocket: join(dataDir, 'control'),
+    controlCookie: join(dataDir, 'control_auth_cookie'),
+    extOrPortAddress: `127.0.4.${index}:${c.extOrPort}`,
+    extOrPortCookie: join(dataDir, 'extended_orport_auth_cookie'),
+  };
+}

@@ -1,0 +1,65 @@
+// The configuration file's shape. Every key here is documented in README.md ("Configuration").
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'must be ADDRESS:PORT, e.g. 127.0.0.1:10000');
+
+const cidr = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR range, e.g. 127.0.2.0/24');
+
+export const balancerSchema = z
+  .object({
+    listen: hostPort.default('127.0.0.1:10000'),
+    cookieFile: z.string().min(1).optional(),
+    sourceRange: cidr.default('127.0.2.0/24'),
+    handshakeTimeoutMs: z.number().int().positive().default(30_000),
+    idleTimeoutMs: z.number().int().positive().default(3_600_000),
+    maxSessions: z.number().int().positive().default(1_000_000),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Base nickname; instance i is `<nickname><i>`. */
+    nickname: z.string().regex(/^[A-Za-z0-9]+$/, 'must be letters and digits only (a tor nickname)'),
+    /** How many tor instances (router twins). */
+    instances: z.number().int().min(1).max(254),
+    /** Where keys, instance data directories and the static cookie live. */
+    dataDir: z.string().min(1),
+    contactInfo: z.string().default(''),
+    /** Extra torrc text appended to every instance's torrc. */
+    torrc: z.string().default(''),
+    /** Port of each instance's Extended ORPort, on 127.0.4.<i>. */
+    extOrPort: z.number().int().min(1).max(65535).default(10100),
+    /** Each instance's ORPort line value. */
+    orPort: z.string().min(1).default('127.0.0.1:auto'),
+    /** The tor binary. */
+    torPath: z.string().min(1).default('tor'),
+    /** Where the supervisor's control socket lives (default `<dataDir>/run`). */
+    runtimeDir: z.string().min(1).optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    restart: z
+      .object({
+        initialDelayMs: z.number().int().min(0).default(500),
+        maxDelayMs: z.number().int().positive().default(60_000),
+        /** An instance that ran this long is considered healthy again; its backoff resets. */
+        stableAfterMs: z.number().int().positive().default(60_000),
+      })
+      .strict()
+      .default({}),
+    balancer: balancerSchema.default({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const longest = `${c.nickname}${c.instances}`;
+    if (longest.length > 19) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['nickname'],
+        message: `with ${c.instances} instances the nicknames reach ${longest.length} characters ("${longest}"); tor allows 19`,
+      });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type BalancerConfig = z.infer<typeof balancerSchema>;

@@ -1,0 +1,138 @@
+// Making and checking "one identity, many data directories".
+import { mkdir, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import {
+  readKeySet,
+  hasIdentity,
+  keyDifferences,
+  installKeySet,
+  installPins,
+  pinStatus,
+  digest,
+  MUST_MATCH,
+  type KeySet,
+} from './keys.js';
+
+export interface KeyTarget {
+  name: string;
+  dataDir: string;
+}
+
+const keysOf = (dataDir: string): string => join(dataDir, 'keys');
+
+/** RSA identity fingerprint (40 hex) from a `secret_id_key` PEM. */
+export function rsaFingerprint(secretIdKey: Buffer): string {
+  const pub = createPublicKey(createPrivateKey(secretIdKey));
+  const der = pub.export({ type: 'pkcs1', format: 'der' });
+  return createHash('sha1').update(der).digest('hex').toUpperCase();
+}
+
+/** ed25519 identity (base64, no padding) from an `ed25519_master_id_public_key` file. */
+export function ed25519Identity(publicKeyFile: Buffer): string {
+  if (publicKeyFile.length !== 64) throw new Error('ed25519_master_id_public_key must be 64 bytes');
+  return publicKeyFile.subarray(32).toString('base64').replace(/=+$/, '');
+}
+
+export interface InitResult {
+  fingerprint: string;
+  generated: boolean;
+  actions: string[];
+}
+
+export interface InitOptions {
+  /** The bridge's own copy of the identity, outside any instance (`<dataDir>/identity`). */
+  identityDir: string;
+  instances: KeyTarget[];
+  /** Makes a fresh identity in the given tor data directory (tor --list-fingerprint). */
+  generate: (dataDir: string) => Promise<void>;
+}
+
+/**
+ * Ensures one identity exists and every instance has it, with onion-key rotation pinned.
+ * Idempotent. Never overwrites a key; refuses when existing copies disagree.
+ */
+export async function initIdentity(o: InitOptions): Promise<InitResult> {
+  const actions: string[] = [];
+  await mkdir(o.identityDir, { recursive: true, mode: 0o700 });
+  await chmod(o.identityDir, 0o700);
+  let master = await readKeySet(keysOf(o.identityDir));
+  const existing: Array<{ who: string; keys: KeySet }> = [];
+  if (hasIdentity(master)) existing.push({ who: `the bridge identity (${o.identityDir})`, keys: master });
+  for (const i of o.instances) {
+    const k = await readKeySet(keysOf(i.dataDir));
+    if (hasIdentity(k)) existing.push({ who: `instance ${i.name}`, keys: k });
+  }
+  const [first, ...rest] = existing;
+  if (first) {
+    const conflicts = rest
+      .map((e) => ({ who: e.who, diff: keyDifferences(first.keys, e.keys) }))
+      .filter((c) => c.diff.length);
+    if (conflicts.length) {
+      throw new Error(
+        `refusing to continue: existing keys disagree. ${conflicts
+          .map((c) => `${c.who} has a different ${c.diff.join(', ')} than ${first.who}`)
+          .join('; ')}. Nothing was changed; decide which identity is the bridge's and move the others away.`,
+      );
+    }
+  }
+  let generated = false;
+  if (!hasIdentity(master)) {
+    if (first) {
+      await installKeySet(keysOf(o.identityDir), first.keys);
+      actions.push(`adopted the identity of ${first.who}`);
+    } else {
+      await o.generate(o.identityDir);
+      generated = true;
+      actions.push('generated a new identity with tor');
+    }
+    master = await readKeySet(keysOf(o.identityDir));
+    if (!hasIdentity(master)) throw new Error(`no identity keys in ${keysOf(o.identityDir)} after generating them`);
+  }
+  for (const i of o.instances) {
+    await mkdir(i.dataDir, { recursive: true, mode: 0o700 });
+    await chmod(i.dataDir, 0o700);
+    const have = await readKeySet(keysOf(i.dataDir));
+    const missing: KeySet = new Map([...master].filter(([f]) => !have.has(f)));
+    const written = await installKeySet(keysOf(i.dataDir), missing);
+    if (written.length) actions.push(`instance ${i.name}: installed ${written.join(', ')}`);
+    for (const a of await installPins(keysOf(i.dataDir))) actions.push(`instance ${i.name}: ${a}`);
+  }
+  const sid = master.get('secret_id_key');
+  if (!sid) throw new Error('identity has no secret_id_key');
+  return { fingerprint: rsaFingerprint(sid), generated, actions };
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  fingerprint?: string;
+  ed25519?: string;
+  problems: string[];
+}
+
+/** Every instance has the bridge's RSA and ed25519 identity and ntor key, and the pins are in place. */
+export async function verifyIdentity(identityDir: string, instances: KeyTarget[]): Promise<VerifyResult> {
+  const problems: string[] = [];
+  const master = await readKeySet(keysOf(identityDir));
+  if (!hasIdentity(master)) {
+    return { ok: false, problems: [`no bridge identity in ${keysOf(identityDir)}; run bridgectl init`] };
+  }
+  for (const i of instances) {
+    const k = await readKeySet(keysOf(i.dataDir));
+    for (const label of keyDifferences(master, k)) {
+      const file = MUST_MATCH[label as keyof typeof MUST_MATCH];
+      problems.push(
+        `instance ${i.name}: ${label} differs from the bridge's (${file}: ${digest(k.get(file))} vs ${digest(master.get(file))})`,
+      );
+    }
+    const pins = await pinStatus(keysOf(i.dataDir));
+    for (const p of pins.problems) problems.push(`instance ${i.name}: ${p}`);
+  }
+  const pub = master.get('ed25519_master_id_public_key');
+  return {
+    ok: problems.length === 0,
+    fingerprint: rsaFingerprint(master.get('secret_id_key')!),
+    ed25519: pub ? ed25519Identity(pub) : undefined,
+    problems,
+  };
+}

@@ -1,0 +1,53 @@
+// Rendering an instance's torrc from templates/torrc.tmpl.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { InstanceLayout, ResolvedConfig } from '../config/index.js';
+
+/** The package's templates/ folder (same place from src/ under tsx and from dist/src/). */
+export function templatesDir(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  for (const up of ['../../templates', '../../../templates']) {
+    const p = join(here, up);
+    try {
+      readFileSync(join(p, 'torrc.tmpl'));
+      return p;
+    } catch {
+      /* try the next */
+    }
+  }
+  throw new Error(`cannot find bridgectl's templates folder from ${here}`);
+}
+
+/** Replaces {{key}} placeholders; an unknown placeholder is an error, not an empty string. */
+export function fillTemplate(text: string, values: Record<string, string | number>): string {
+  return text.replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
+    const v = values[k];
+    if (v === undefined) throw new Error(`template placeholder {{${k}}} has no value`);
+    return String(v);
+  });
+}
+
+function oneLine(key: string, v: string): string {
+  if (/[\r\n]/.test(v)) throw new Error(`${key} must be a single line`);
+  return v;
+}
+
+export function renderInstanceTorrc(
+  c: ResolvedConfig,
+  l: InstanceLayout,
+  template: string = readFileSync(join(templatesDir(), 'torrc.tmpl'), 'utf8'),
+): string {
+  return fillTemplate(template, {
+    name: l.name,
+    index: l.index,
+    count: c.instances,
+    nickname: c.nickname,
+    dataDir: l.dataDir,
+    orPort: oneLine('orPort', c.orPort),
+    extOrPort: l.extOrPortAddress,
+    controlSocket: l.controlSocket,
+    contactInfoLine: c.contactInfo ? `ContactInfo ${oneLine('contactInfo', c.contactInfo)}` : '# (no ContactInfo set)',
+    extra: c.torrc.trim(),
+  });
+}
