@@ -34,11 +34,11 @@ export interface Step {
   authFailed?: boolean;
 }
 
-const EMPTY = Buffer.alloc(0);
+const EMPTY: Buffer = Buffer.alloc(0);
 
 /** Accumulates bytes and hands out exact-length pieces. */
 class Inbox {
-  private buf = EMPTY;
+  private buf: Buffer = EMPTY;
   push(data: Buffer): void {
     this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
   }

@@ -1,0 +1,14 @@
+// Public face of the balancer: one auth-terminating Extended ORPort front for the twins, and the
+// standalone commands built on it (`bridgectl balancer`, `bridgectl extor-static-cookie`).
+export {
+  createBalancer,
+  DEFAULT_LISTEN,
+  DEFAULT_SOURCE_RANGE,
+  type Balancer,
+  type BalancerOptions,
+  type BalancerStats,
+} from './balancer.js';
+export type { BackendSpec, BackendStats } from './pool.js';
+export type { ListenerStats } from './session.js';
+export { parseEndpoint, parseSourceRange, type Endpoint, type SourceRange } from './address.js';
+export { connectFrom, loadAddon, addonLoadError, type BindNoPortAddon } from './source-bind.js';
