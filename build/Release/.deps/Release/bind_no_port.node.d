@@ -1,1 +1,0 @@
-cmd_Release/bind_no_port.node := ln -f "Release/obj.target/bind_no_port.node" "Release/bind_no_port.node" 2>/dev/null || (rm -rf "Release/bind_no_port.node" && cp -af "Release/obj.target/bind_no_port.node" "Release/bind_no_port.node")

@@ -1,1 +1,0 @@
-cmd_Release/obj.target/bind_no_port.node := g++ -o Release/obj.target/bind_no_port.node -shared -pthread -rdynamic -m64  -Wl,-soname=bind_no_port.node -Wl,--start-group Release/obj.target/bind_no_port/src/balancer/native/bind_no_port.o -Wl,--end-group 
