@@ -3,8 +3,8 @@ import { mkdir, chmod } from 'node:fs/promises';
 import { loadConfig, instanceLayout, type ResolvedConfig } from '../config/index.js';
 import { initIdentity, type InitResult } from '../keysync/index.js';
 import { listFingerprint } from '../tor/index.js';
-import { writeFile, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { createCookieFile, readCookieFile } from '../extor-cookie/index.js';
 import { parse } from './args.js';
 
 export function identityDir(c: ResolvedConfig): string {
@@ -42,13 +42,14 @@ export async function initCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-// TEMPORARY until src/extor-cookie lands its cookie-file API.
+/** Creates the static cookie if absent; an existing one is validated and kept. */
 async function ensureCookieFile(path: string): Promise<boolean> {
   try {
     await stat(path);
-    return false;
   } catch {
-    await writeFile(path, Buffer.concat([Buffer.from('! Extended ORPort Auth Cookie !\n'), randomBytes(32)]), { mode: 0o600, flag: 'wx' });
+    await createCookieFile(path);
     return true;
   }
+  await readCookieFile(path);
+  return false;
 }
