@@ -5,6 +5,8 @@ import { initCommand } from './init.js';
 import { runCommand } from './run.js';
 import { keysCommand } from './keys.js';
 import { labCommand } from './lab.js';
+import { statusCommand } from './status.js';
+import { bridgelineCommand } from './bridgeline.js';
 import { UsageError } from './args.js';
 
 const USAGE = `usage: bridgectl <command> [options]
@@ -13,7 +15,12 @@ commands:
   init [--config FILE]            create keys, pins and the static cookie under dataDir (idempotent)
   run [--config FILE]             run the supervisor in the foreground
   keys verify [--config FILE]     check that every instance shares one identity and is pinned
+  status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
+  bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
+  balancer --listen ADDR --cookie FILE --backend ADDR=COOKIEFILE [...]
+                                  the balancer alone, in front of tor instances you run yourself
+  extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
 
 The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml.`;
 
@@ -24,6 +31,8 @@ const commands: Record<string, Command> = {
   run: runCommand,
   keys: keysCommand,
   lab: labCommand,
+  status: statusCommand,
+  bridgeline: bridgelineCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

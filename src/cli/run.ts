@@ -1,6 +1,6 @@
 import { loadConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
-import { Supervisor } from '../supervisor/index.js';
+import { Bridge } from '../supervisor/index.js';
 import { parse, makeLogger } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
 
@@ -12,20 +12,36 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (!keys.ok) {
     throw new Error(`the instances do not share one pinned identity; run "bridgectl init" first:\n  ${keys.problems.join('\n  ')}`);
   }
-  const sup = new Supervisor(config, logger);
-  let stopping: Promise<void> | null = null;
+  const bridge = new Bridge(config, logger);
+  let stopping = false;
   const done = new Promise<number>((resolve) => {
-    const stop = (sig: string): void => {
+    const stop = (why: string, code: number): void => {
       if (stopping) return;
-      logger.info({ signal: sig }, 'stopping');
-      stopping = sup.stop().then(() => resolve(0));
+      stopping = true;
+      logger.info({ why }, 'stopping');
+      bridge.stop().then(
+        () => resolve(code),
+        (e: Error) => {
+          logger.error({ err: e.message }, 'error while stopping');
+          resolve(1);
+        },
+      );
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM', 0));
+    process.on('SIGINT', () => stop('SIGINT', 0));
+    bridge.on('fatal', (msg) => {
+      console.error(`bridgectl: ${msg}`);
+      stop(msg, 1);
+    });
   });
   logger.info({ config: file, instances: config.instances, fingerprint: keys.fingerprint }, 'starting bridge');
-  await sup.start();
+  try {
+    await bridge.start();
+  } catch (e) {
+    await bridge.stop().catch(() => undefined);
+    throw e;
+  }
   const code = await done;
-  logger.info('all instances stopped');
+  logger.info({ code }, 'bridge stopped');
   return code;
 }

@@ -1,5 +1,5 @@
 // Public face of the config module: the YAML file, validated, with errors naming file:line and key.
-export { configSchema, type Config, type BalancerConfig } from './schema.js';
+export { configSchema, type Config, type BalancerConfig, type TransportConfig } from './schema.js';
 export {
   loadConfig,
   parseConfigText,

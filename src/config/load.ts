@@ -25,9 +25,10 @@ export interface LoadedConfig {
 }
 
 /** The config with defaults applied and paths made absolute. */
-export type ResolvedConfig = Config & {
+export type ResolvedConfig = Omit<Config, 'transport'> & {
   runtimeDir: string;
   balancer: Config['balancer'] & { cookieFile: string };
+  transport?: NonNullable<Config['transport']> & { stateDir: string };
 };
 
 /** `--config FILE`, else `$BRIDGECTL_CONFIG`, else `./bridgectl.yaml`. */
@@ -152,6 +153,10 @@ export function resolveConfig(c: Config, file: string): ResolvedConfig {
     balancer: {
       ...c.balancer,
       cookieFile: c.balancer.cookieFile ? abs(c.balancer.cookieFile) : join(dataDir, 'static_extended_orport_auth_cookie'),
+    },
+    transport: c.transport && {
+      ...c.transport,
+      stateDir: c.transport.stateDir ? abs(c.transport.stateDir) : join(dataDir, 'pt_state'),
     },
   };
 }

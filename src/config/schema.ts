@@ -12,9 +12,35 @@ export const balancerSchema = z
     listen: hostPort.default('127.0.0.1:10000'),
     cookieFile: z.string().min(1).optional(),
     sourceRange: cidr.default('127.0.2.0/24'),
+    /** The transport's part of the handshake plus finding a twin, at most. */
     handshakeTimeoutMs: z.number().int().positive().default(30_000),
-    idleTimeoutMs: z.number().int().positive().default(3_600_000),
-    maxSessions: z.number().int().positive().default(1_000_000),
+    /** One twin's part (connect, auth, OKAY), at most; then that twin is marked down. */
+    backendTimeoutMs: z.number().int().positive().default(10_000),
+    /** A session with no byte either way for this long is closed (0: never). */
+    idleTimeoutMs: z.number().int().min(0).default(600_000),
+    /** Sessions open at once, at most (each holds two descriptors in bridgectl). */
+    maxSessions: z.number().int().positive().default(250_000),
+    /** How often a twin the balancer marked down is probed again while its tor runs. */
+    healthCheckMs: z.number().int().positive().default(5_000),
+  })
+  .strict();
+
+export const transportSchema = z
+  .object({
+    /** The transport's name as the client knows it (obfs4, snowflake, webtunnel, ...). */
+    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a pluggable-transport name (letters, digits, _)'),
+    /** The server program and its arguments. */
+    command: z.array(z.string().min(1)).min(1),
+    /** Where the transport listens (TOR_PT_SERVER_BINDADDR). */
+    listen: hostPort,
+    /** The address clients use, for `bridgectl bridgeline` (default: `listen`). */
+    publicAddress: hostPort.optional(),
+    /** Per-transport options (TOR_PT_SERVER_TRANSPORT_OPTIONS). */
+    options: z.record(z.string()).default({}),
+    /** Extra environment variables for the transport. */
+    env: z.record(z.string()).default({}),
+    /** TOR_PT_STATE_LOCATION (default `<dataDir>/pt_state`). */
+    stateDir: z.string().min(1).optional(),
   })
   .strict();
 
@@ -48,6 +74,7 @@ export const configSchema = z
       .strict()
       .default({}),
     balancer: balancerSchema.default({}),
+    transport: transportSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -63,3 +90,4 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type BalancerConfig = z.infer<typeof balancerSchema>;
+export type TransportConfig = z.infer<typeof transportSchema>;

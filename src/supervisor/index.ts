@@ -2,3 +2,16 @@
 export { Supervisor, type InstanceStatus, type InstanceState, type SupervisorEvents } from './supervisor.js';
 export { backoffDelay, nextFailures, parseTorLogLine, type BackoffPolicy } from './backoff.js';
 export { renderInstanceTorrc, fillTemplate, templatesDir } from './render.js';
+export {
+  TransportRunner,
+  readSmethod,
+  smethodFile,
+  whichExecutable,
+  MAX_EARLY_EXITS,
+  type TransportStatus,
+  type TransportState,
+  type Smethod,
+} from './transport.js';
+export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bridgeLine, type PtMessage } from './ptproto.js';
+export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents } from './bridge.js';
+export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
