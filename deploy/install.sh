@@ -61,7 +61,7 @@ install -d -m 0700 "$DESTDIR/var/lib/bridgectl"
 [ -n "$owner" ] && chown "$owner:$owner" "$DESTDIR/var/lib/bridgectl"
 
 # /usr/bin/bridgectl, as the unit's ExecStart expects.
-if [ ! -e "$DESTDIR/usr/bin/bridgectl" ]; then
+if [ ! -e "$DESTDIR/usr/bin/bridgectl" ] && [ ! -L "$DESTDIR/usr/bin/bridgectl" ]; then
   bin=${BRIDGECTL_BIN:-}
   [ -n "$bin" ] || bin=$(command -v bridgectl 2>/dev/null || true)
   [ -n "$bin" ] || { [ -f "$here/../dist/src/cli/main.js" ] && bin=$(cd "$here/.." && pwd)/dist/src/cli/main.js; } || true

@@ -44,7 +44,11 @@ export function checkNofileSoft(l: NofileLimit | null, b: Budget): Finding {
   const expected = `≥ ${n(b.perProcessFds)} (Node.js, tor and Go transports raise it to the hard limit themselves)`;
   if (!l) return finding('nofile.soft', title, 'skip', 'no "Max open files" line in the limits file', expected);
   const ok = l.soft === null || l.soft >= b.perProcessFds;
-  return finding('nofile.soft', title, ok ? 'pass' : 'warn', `soft limit ${lim(l.soft)}`, expected, NOFILE_FIX(b.perProcessFds));
+  const hardOk = l.hard === null || l.hard >= b.perProcessFds;
+  const fix = hardOk
+    ? `ulimit -Sn ${b.perProcessFds} in the shell that runs bridgectl (or LimitNOFILE= in the unit, which sets both)`
+    : 'raise the hard limit first (nofile.hard); the soft limit can then follow it';
+  return finding('nofile.soft', title, ok ? 'pass' : 'warn', `soft limit ${lim(l.soft)}`, expected, fix);
 }
 
 export function checkNrOpen(nrOpen: number | null, b: Budget): Finding {
