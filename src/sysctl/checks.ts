@@ -22,14 +22,14 @@ function sysctlFix(key: string, value: string | number): string {
 
 const NOFILE_FIX = (want: number): string =>
   [
-    `under systemd: LimitNOFILE=${n(Math.max(want, UNIT_LIMIT_NOFILE)).replace(/,/g, '')} in the unit (deploy/bridgectl.service has it)`,
+    `under systemd: LimitNOFILE=${Math.max(want, UNIT_LIMIT_NOFILE)} in the unit (deploy/bridgectl.service has it)`,
     `by hand: ulimit -Hn ${want} && ulimit -Sn ${want} (as root, in the shell that runs bridgectl)`,
     `for a login user: "bridgectl - nofile ${want}" in /etc/security/limits.d/bridgectl.conf`,
   ].join('\n');
 
 export function checkNofileHard(l: NofileLimit | null, b: Budget): Finding {
   const title = 'open files, hard limit (RLIMIT_NOFILE)';
-  const expected = `≥ ${n(b.perProcessFds)} (2 fds per session in the balancer and the transport for ${n(b.sessions)} sessions, + ${n(1024)})`;
+  const expected = `≥ ${n(b.perProcessFds)}, the most any one process needs for ${n(b.sessions)} sessions (balancer ${n(b.balancerFds)}, transport ${n(b.transportFds)}, each tor ${n(b.torFds)})`;
   if (!l) return finding('nofile.hard', title, 'skip', 'no "Max open files" line in the limits file', expected);
   const ok = l.hard === null || l.hard >= b.perProcessFds;
   return finding('nofile.hard', title, ok ? 'pass' : 'fail', `hard limit ${lim(l.hard)}`, expected, NOFILE_FIX(b.perProcessFds));
