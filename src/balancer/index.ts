@@ -12,3 +12,5 @@ export type { BackendSpec, BackendStats } from './pool.js';
 export type { ListenerStats } from './session.js';
 export { parseEndpoint, parseSourceRange, type Endpoint, type SourceRange } from './address.js';
 export { connectFrom, loadAddon, addonLoadError, type BindNoPortAddon } from './source-bind.js';
+export { balancerCommand, extorStaticCookieCommand, BALANCER_USAGE, EXTOR_STATIC_COOKIE_USAGE } from './commands.js';
+export { parsePtServerEnv, type PtServerEnv } from './pt.js';

@@ -1,0 +1,48 @@
+// What a managed server transport needs from pt-spec's environment (TOR_PT_*). Pure.
+import { parseEndpoint, type Endpoint } from './address.js';
+
+export interface PtServerEnv {
+  /** Our transport's bind address (TOR_PT_SERVER_BINDADDR), or 127.0.0.1:0. */
+  bindAddr: Endpoint;
+  /** tor's Extended ORPort (TOR_PT_EXTENDED_SERVER_PORT). */
+  extOrPort: Endpoint;
+  /** tor's ExtORPort cookie file (TOR_PT_AUTH_COOKIE_FILE). */
+  authCookieFile: string;
+  exitOnStdinClose: boolean;
+}
+
+/**
+ * Reads the environment for server transport `name`. Returns the lines to print and exit with
+ * instead when tor asks something we can't do: VERSION-ERROR, ENV-ERROR, or (transport not wanted)
+ * an empty method list.
+ */
+export function parsePtServerEnv(env: NodeJS.ProcessEnv, name: string): { ok: PtServerEnv } | { lines: string[]; code: number } {
+  const versions = (env.TOR_PT_MANAGED_TRANSPORT_VER ?? '').split(',');
+  if (!versions.includes('1')) return { lines: ['VERSION-ERROR no-version'], code: 1 };
+  const transports = (env.TOR_PT_SERVER_TRANSPORTS ?? '').split(',').filter(Boolean);
+  if (transports.length === 0) return { lines: ['VERSION 1', 'ENV-ERROR no TOR_PT_SERVER_TRANSPORTS (is this a server transport?)'], code: 1 };
+  if (!transports.includes(name) && !transports.includes('*')) return { lines: ['VERSION 1', 'SMETHODS DONE'], code: 0 };
+  const envError = (msg: string) => ({ lines: ['VERSION 1', `ENV-ERROR ${msg}`], code: 1 });
+  let bindAddr: Endpoint = { host: '127.0.0.1', port: 0 };
+  for (const item of (env.TOR_PT_SERVER_BINDADDR ?? '').split(',').filter(Boolean)) {
+    const dash = item.indexOf('-');
+    if (dash > 0 && item.slice(0, dash) === name) {
+      try {
+        bindAddr = parseEndpoint(item.slice(dash + 1), 'TOR_PT_SERVER_BINDADDR', true);
+      } catch (e) {
+        return envError((e as Error).message);
+      }
+    }
+  }
+  const ext = env.TOR_PT_EXTENDED_SERVER_PORT ?? '';
+  if (!ext) return envError('TOR_PT_EXTENDED_SERVER_PORT is not set: tor needs "ExtORPort auto" for this transport');
+  let extOrPort: Endpoint;
+  try {
+    extOrPort = parseEndpoint(ext, 'TOR_PT_EXTENDED_SERVER_PORT');
+  } catch (e) {
+    return envError((e as Error).message);
+  }
+  const authCookieFile = env.TOR_PT_AUTH_COOKIE_FILE ?? '';
+  if (!authCookieFile) return envError('TOR_PT_AUTH_COOKIE_FILE is not set');
+  return { ok: { bindAddr, extOrPort, authCookieFile, exitOnStdinClose: env.TOR_PT_EXIT_ON_STDIN_CLOSE === '1' } };
+}

@@ -1,0 +1,309 @@
+// The balancer and the Extended ORPort code against real tor 0.4.9 in the private lab
+// (issue 3, acceptance 1). Runs inside scripts/netns.sh.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import tls from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startLab, freePort, type Lab } from '../src/lab/index.js';
+import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
+import { dialExtOr, readCookieFile, writeCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extor-cookie/index.js';
+import { createBalancer, type Balancer } from '../src/balancer/index.js';
+import { tmp, testLogger, waitFor } from './helpers.js';
+
+const OKAY = Buffer.from([0x10, 0x00, 0x00, 0x00]);
+
+interface Twin {
+  name: string;
+  dir: string;
+  host: string;
+  port: number;
+  cookieFile: string;
+  torrc: string;
+  child: Child;
+}
+
+let lab: Lab;
+let dir: string;
+const twins: Twin[] = [];
+
+function hmac(key: Buffer, text: string, ...parts: Buffer[]): Buffer {
+  return createHmac('sha256', key).update(Buffer.concat([Buffer.from(text), ...parts])).digest();
+}
+
+/** ESTABLISHED TCP sockets whose local end is host:port, read from the kernel (/proc/net/tcp). */
+function establishedAt(host: string, port: number): number {
+  const hex = host.split('.').map((p) => Number(p).toString(16).padStart(2, '0')).reverse().join('').toUpperCase();
+  const want = `${hex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1] === want && f[3] === '01';
+    }).length;
+}
+
+function startTor(t: Omit<Twin, 'child'>): Child {
+  const log = testLogger.child({ twin: t.name });
+  return spawnChild(TOR_BIN, torArgs(t.torrc), { onLine: (line) => log.debug({ tor: line }) });
+}
+
+async function waitExtOrReady(t: Twin): Promise<void> {
+  await waitFor(
+    `${t.name}'s ExtORPort`,
+    async () => {
+      const cookie = await readCookieFile(t.cookieFile);
+      const r = await dialExtOr({ host: t.host, port: t.port, cookie, timeoutMs: 5000 });
+      r.socket.destroy();
+      return r.rawReply.equals(OKAY);
+    },
+    60_000,
+    200,
+  );
+}
+
+async function startTwin(i: number, extra: string[] = []): Promise<Twin> {
+  const name = `twin${i}`;
+  const d = join(dir, name);
+  await mkdir(d, { recursive: true, mode: 0o700 });
+  const host = `127.0.4.${i}`;
+  const port = await freePort(host);
+  const torrc = join(d, 'torrc');
+  await writeFile(
+    torrc,
+    renderTorrc([
+      ...lab.torrcLines,
+      `DataDirectory ${d}`,
+      `Nickname ${name}`,
+      'BridgeRelay 1',
+      'BridgeDistribution none',
+      'PublishServerDescriptor 0',
+      'ORPort 127.0.0.1:auto',
+      `ExtORPort ${host}:${port}`,
+      'SocksPort 0',
+      `ControlPort unix:${join(d, 'control')}`,
+      'CookieAuthentication 1',
+      `Log notice file ${join(d, 'notice.log')}`,
+      ...extra,
+    ]),
+  );
+  const base = { name, dir: d, host, port, cookieFile: join(d, 'extended_orport_auth_cookie'), torrc };
+  const t: Twin = { ...base, child: startTor(base) };
+  await waitExtOrReady(t);
+  return t;
+}
+
+async function stopTwin(t: Twin): Promise<void> {
+  t.child.kill('SIGTERM');
+  await t.child.exited;
+}
+
+before(async () => {
+  dir = await tmp('balancer-lab');
+  lab = await startLab({ dir: join(dir, 'net'), logger: testLogger });
+  twins.push(...(await Promise.all([1, 2, 3].map((i) => startTwin(i)))));
+});
+
+after(async () => {
+  for (const h of held) h.destroy();
+  await balancer?.stop();
+  for (const t of twins) t.child.kill('SIGKILL');
+  await Promise.all(twins.map((t) => t.child.exited));
+  await lab?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('tor answers our client with OKAY (before bootstrapping is not needed) and its hashes match ours', async () => {
+  const t = twins[0]!;
+  const cookie = await readCookieFile(t.cookieFile);
+  const ok = await dialExtOr({ host: t.host, port: t.port, cookie, userAddr: '192.0.2.1:1234', transport: 'snowflake' });
+  assert.deepEqual(ok.rawReply, OKAY);
+  ok.socket.destroy();
+
+  // By hand, with HMACs computed here: tor's ServerHash is what we compute, our ClientHash is
+  // what it wants, and a wrong one gets 00 and a closed connection.
+  for (const wrong of [false, true]) {
+    const s = net.connect(t.port, t.host);
+    const got: Buffer[] = [];
+    s.on('data', (d) => got.push(d));
+    const closed = new Promise((r) => s.once('close', r));
+    const nonce = randomBytes(32);
+    await waitFor('auth types', () => Buffer.concat(got).length >= 2, 5000, 10);
+    assert.deepEqual(Buffer.concat(got), Buffer.from([0x01, 0x00]));
+    s.write(Buffer.concat([Buffer.from([0x01]), nonce]));
+    await waitFor('server hash', () => Buffer.concat(got).length >= 66, 5000, 10);
+    const all = Buffer.concat(got);
+    const serverNonce = all.subarray(34, 66);
+    assert.deepEqual(all.subarray(2, 34), hmac(cookie, 'ExtORPort authentication server-to-client hash', nonce, serverNonce));
+    const ch = hmac(cookie, 'ExtORPort authentication client-to-server hash', nonce, serverNonce);
+    if (wrong) ch[0]! ^= 0x80;
+    s.write(ch);
+    await waitFor('auth result', () => Buffer.concat(got).length >= 67, 5000, 10);
+    assert.equal(Buffer.concat(got)[66], wrong ? 0x00 : 0x01);
+    if (wrong) await closed;
+    else {
+      s.write(encodeCommand(CMD.DONE));
+      await waitFor('OKAY', () => Buffer.concat(got).length >= 71, 5000, 10);
+      assert.deepEqual(Buffer.concat(got).subarray(67), OKAY);
+      s.destroy();
+    }
+  }
+
+  // A client with the wrong cookie notices tor's ServerHash is wrong.
+  await assert.rejects(
+    dialExtOr({ host: t.host, port: t.port, cookie: randomBytes(32) }),
+    (e: unknown) => e instanceof ExtOrError && e.authFailed,
+  );
+});
+
+let balancer: Balancer;
+let front: { host: string; port: number };
+const staticCookie = randomBytes(32);
+const held: net.Socket[] = [];
+let closedCount = 0;
+
+async function transportSession(n: number, cookie = staticCookie): Promise<net.Socket> {
+  const r = await dialExtOr({ host: front.host, port: front.port, cookie, userAddr: `198.51.100.${n % 250}:${1000 + n}`, transport: 'snowflake' });
+  assert.deepEqual(r.rawReply, OKAY, 'the twin answers OKAY through the balancer');
+  held.push(r.socket);
+  r.socket.once('close', () => closedCount++);
+  r.socket.resume();
+  return r.socket;
+}
+
+test('through the balancer: tor\'s OKAY from every twin, in round-robin order', async () => {
+  balancer = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger });
+  front = await balancer.start();
+  for (const t of twins) balancer.addBackend({ name: t.name, address: `${t.host}:${t.port}`, cookieFile: t.cookieFile });
+  for (const t of twins) await balancer.markUp(t.name);
+  const order: string[] = [];
+  for (let n = 0; n < 6; n++) {
+    const before = twins.map((t) => establishedAt(t.host, t.port));
+    await transportSession(n);
+    // Which twin's ExtORPort has one more established connection, as the kernel sees it.
+    const now = await waitFor('the new connection at a twin', () => {
+      const c = twins.map((t) => establishedAt(t.host, t.port));
+      return c.some((x, i) => x !== before[i]) ? c : null;
+    }, 5000, 20);
+    const grew = twins.filter((_, i) => now[i]! > before[i]!);
+    assert.equal(grew.length, 1);
+    order.push(grew[0]!.name);
+  }
+  assert.deepEqual(order, ['twin1', 'twin2', 'twin3', 'twin1', 'twin2', 'twin3']);
+  const st = balancer.stats();
+  assert.deepEqual(st.backends.map((b) => [b.name, b.current, b.total]), [
+    ['twin1', 2, 2],
+    ['twin2', 2, 2],
+    ['twin3', 2, 2],
+  ]);
+  assert.equal(st.bindAddressNoPort, true, 'the native addon is built and used');
+});
+
+test('bytes flow both ways: a TLS handshake with tor\'s ORPort logic through the balancer', async () => {
+  const s = await transportSession(100);
+  const before = balancer.stats().backends.reduce((a, b) => a + b.bytesFromBackend, 0);
+  const cert = await new Promise<tls.PeerCertificate>((resolve, reject) => {
+    const c = tls.connect({ socket: s, rejectUnauthorized: false }, () => resolve(c.getPeerCertificate()));
+    c.on('error', reject);
+  });
+  assert.ok(cert.subject, 'tor presented its link certificate');
+  assert.ok(balancer.stats().backends.reduce((a, b) => a + b.bytesFromBackend, 0) > before);
+});
+
+test('a wrong static cookie gets 00 and a closed socket; other sessions carry on', async () => {
+  const open = held.filter((s) => !s.destroyed);
+  assert.ok(open.length >= 6);
+  const s = net.connect(front.port, front.host);
+  const got: Buffer[] = [];
+  s.on('data', (d) => got.push(d));
+  const closed = new Promise((r) => s.once('close', r));
+  const bad = randomBytes(32);
+  const nonce = randomBytes(32);
+  await waitFor('auth types', () => Buffer.concat(got).length >= 2, 5000, 10);
+  s.write(Buffer.concat([Buffer.from([0x01]), nonce]));
+  await waitFor('server hash', () => Buffer.concat(got).length >= 66, 5000, 10);
+  s.write(hmac(bad, 'ExtORPort authentication client-to-server hash', nonce, Buffer.concat(got).subarray(34, 66)));
+  await closed;
+  assert.equal(Buffer.concat(got).length, 67);
+  assert.equal(Buffer.concat(got)[66], 0x00);
+  // Garbage and silence are dropped too.
+  const g = net.connect(front.port, front.host);
+  g.on('error', () => {});
+  g.resume();
+  g.write(Buffer.concat([Buffer.from([0x07]), randomBytes(199)]));
+  await new Promise((r) => g.once('close', r));
+
+  await sleep(100);
+  assert.ok(open.every((x) => !x.destroyed && x.readyState === 'open'), 'the other sessions are still open');
+  await transportSession(101);
+  const st = balancer.stats().sessions;
+  assert.equal(st.authFailures, 1);
+  assert.equal(st.protocolErrors, 1);
+});
+
+test('stopping a twin causes no failed session; markUp brings it back with its new cookie', async () => {
+  const t2 = twins[1]!;
+  const oldCookie = await readCookieFile(t2.cookieFile);
+  await stopTwin(t2);
+  // Without telling the balancer: it finds out by itself.
+  const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => transportSession(200 + i)));
+  assert.deepEqual(results.filter((r) => r.status === 'rejected'), []);
+  let st = balancer.stats();
+  const b2 = st.backends.find((b) => b.name === 'twin2')!;
+  assert.equal(b2.up, false);
+  assert.ok(b2.connectFailures >= 1);
+  assert.ok(st.sessions.replays >= 1);
+
+  // Restart it: tor writes a new cookie. markUp re-reads it and sessions reach twin2 again.
+  t2.child = startTor(t2);
+  await waitExtOrReady(t2);
+  const newCookie = await readCookieFile(t2.cookieFile);
+  assert.notDeepEqual(newCookie, oldCookie);
+  await balancer.markUp('twin2');
+  const total2 = balancer.stats().backends.find((b) => b.name === 'twin2')!.total;
+  for (let i = 0; i < 3; i++) await transportSession(300 + i);
+  st = balancer.stats();
+  assert.equal(st.backends.find((b) => b.name === 'twin2')!.total, total2 + 1);
+  assert.equal(st.backends.find((b) => b.name === 'twin2')!.authFailures, 0);
+});
+
+test('a twin that fails authentication is marked down and the session replayed', async () => {
+  // A backend entry for twin3's port with a cookie file that is not twin3's.
+  const fake = join(dir, 'wrong_cookie');
+  await writeCookieFile(fake, randomBytes(32));
+  balancer.addBackend({ name: 'stale', address: `${twins[2]!.host}:${twins[2]!.port}`, cookieFile: fake });
+  await balancer.markUp('stale');
+  const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => transportSession(400 + i)));
+  assert.deepEqual(results.filter((r) => r.status === 'rejected'), []);
+  const stale = balancer.stats().backends.find((b) => b.name === 'stale')!;
+  assert.equal(stale.up, false);
+  assert.equal(stale.authFailures, 1);
+  assert.equal(stale.total, 0);
+  await balancer.removeBackend('stale', { drainMs: 0 });
+});
+
+test('when either side closes, the other is closed at once', async () => {
+  const atTwins = (): number => twins.reduce((a, t) => a + establishedAt(t.host, t.port), 0);
+  const s = await transportSession(500);
+  const n = atTwins();
+  s.destroy();
+  await waitFor('the twin side closed', () => atTwins() === n - 1, 5000, 20);
+
+  // And the other way: killing a twin ends the transport sessions on it, and only those.
+  const t3 = twins[2]!;
+  const onT3 = balancer.stats().backends.find((b) => b.name === 'twin3')!.current;
+  assert.ok(onT3 > 0);
+  const closedBefore = closedCount;
+  t3.child.kill('SIGKILL');
+  await t3.child.exited;
+  await waitFor('sessions on twin3 closed', () => closedCount === closedBefore + onT3, 5000, 20);
+  await sleep(200);
+  assert.equal(closedCount, closedBefore + onT3);
+  assert.equal(balancer.stats().backends.find((b) => b.name === 'twin3')!.current, 0);
+});
