@@ -3,8 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { writeFile, mkdir, rm } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
-import { dialExtOr, readCookieFile, writeCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extor-cookie/index.js';
+import { dialExtOr, readCookieFile, writeCookieFile, createCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extor-cookie/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { tmp, testLogger, waitFor } from './helpers.js';
 
@@ -306,4 +306,40 @@ test('when either side closes, the other is closed at once', async () => {
   await sleep(200);
   assert.equal(closedCount, closedBefore + onT3);
   assert.equal(balancer.stats().backends.find((b) => b.name === 'twin3')!.current, 0);
+});
+
+/** Pids whose command line contains `needle`. */
+function pidsOf(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+test('extor-static-cookie as tor\'s managed transport: static cookie in, tor\'s OKAY out; exits with tor', async () => {
+  const pt = fileURLToPath(new URL('./fixtures/extor-static-cookie-main.js', import.meta.url));
+  const staticFile = join(dir, 'static_cookie');
+  const cookie = await createCookieFile(staticFile);
+  const port = await freePort();
+  const t = await startTwin(5, [
+    `ServerTransportPlugin extor_static_cookie exec ${process.execPath} ${pt} ${staticFile}`,
+    `ServerTransportListenAddr extor_static_cookie 127.0.0.1:${port}`,
+  ]);
+  twins.push(t);
+  await waitFor('the transport registered', () => readFileSync(join(t.dir, 'notice.log'), 'utf8').includes(`127.0.0.1:${port}`), 30_000, 100);
+  assert.equal(pidsOf(pt).length, 1);
+  const before = establishedAt(t.host, t.port);
+  const r = await dialExtOr({ host: '127.0.0.1', port, cookie, userAddr: '203.0.113.9:443', transport: 'snowflake' });
+  assert.deepEqual(r.rawReply, OKAY);
+  assert.equal(establishedAt(t.host, t.port), before + 1, 'the session reached tor\'s own ExtORPort');
+  await assert.rejects(dialExtOr({ host: '127.0.0.1', port, cookie: randomBytes(32) }), (e: unknown) => e instanceof ExtOrError && e.authFailed);
+  r.socket.destroy();
+  await stopTwin(t);
+  await waitFor('the transport exited when tor closed its stdin', () => pidsOf(pt).length === 0, 10_000, 100);
 });
