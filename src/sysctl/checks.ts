@@ -189,7 +189,7 @@ export function checkConntrackAtBoot(f: ConntrackBootFacts): Finding {
   if (!f.conntrackPresent && f.loadedModules === null) {
     return finding(id, title, 'skip', 'no connection tracking in this kernel', expected);
   }
-  const fix = `printf '%s\\n' nf_conntrack > ${MODULES_FILE}   (or: bridgectl sysctl --write)`;
+  const fix = `printf '%s\\n' nf_conntrack > ${MODULES_FILE}\nor: bridgectl sysctl --write`;
   if (f.sysctlFilesSettingConntrack.length) {
     return finding(
       id,
