@@ -32,8 +32,16 @@ interface Report {
 // a 101-port ephemeral range there would break them.
 const NS = `bridgectl-doctor-${process.pid}`;
 const inNs = (cmd: string[]) => execa('ip', ['netns', 'exec', NS, ...cmd], { reject: false, all: true });
+// procps' sysctl is what operators run; minimal images lack it, so fall back to /proc/sys.
+const HAS_SYSCTL = execa('sh', ['-c', 'command -v sysctl'], { reject: false }).then((r) => r.exitCode === 0);
+/** `sysctl -w KEY="VALUE"` as it is, or as a write to /proc/sys without procps. */
+async function shellLine(line: string): Promise<string> {
+  const m = /^sysctl -w ([\w.-]+)="([^"]*)"$/.exec(line);
+  if (!m || (await HAS_SYSCTL)) return line;
+  return `printf '%s\\n' '${m[2]}' > /proc/sys/${m[1]!.replace(/\./g, '/')}`;
+}
 const sysctl = async (key: string, value: string): Promise<void> => {
-  const r = await inNs(['sysctl', '-w', `${key}=${value}`]);
+  const r = await inNs(['sh', '-c', await shellLine(`sysctl -w ${key}="${value}"`)]);
   assert.equal(r.exitCode, 0, r.all);
 };
 
@@ -74,7 +82,8 @@ const check = (r: Report, id: string): Check => {
 async function runFix(fix: string): Promise<void> {
   const first = fix.split('\n')[0]!;
   assert.match(first, /^(sysctl -w |chmod |chown )/, `not a command: ${first}`);
-  const r = await inNs(['sh', '-c', fix.split('\n').filter((l) => /^(sysctl -w |chmod |chown )/.test(l)).join(' && ')]);
+  const lines = fix.split('\n').filter((l) => /^(sysctl -w |chmod |chown )/.test(l));
+  const r = await inNs(['sh', '-c', (await Promise.all(lines.map(shellLine))).join(' && ')]);
   assert.equal(r.exitCode, 0, r.all);
 }
 
