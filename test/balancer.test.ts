@@ -1,0 +1,365 @@
+// The balancer's own logic and its handling of peers tor can't play: malformed or silent
+// transports, twins that vanish after auth, stay silent, say DENY, or echo bulk data (tor only
+// speaks TLS after its OKAY). The real-tor path is in balancer-lab.test.ts. Runs inside scripts/netns.sh.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
+import {
+  CMD,
+  ExtOrServerHandshake,
+  dialExtOr,
+  encodeCommand,
+  createCookieFile,
+  transportCommands,
+  ExtOrClientHandshake,
+} from '../src/extor-cookie/index.js';
+import {
+  createBalancer,
+  parseEndpoint,
+  parseSourceRange,
+  parsePtServerEnv,
+  connectFrom,
+  loadAddon,
+  type Balancer,
+  type BalancerOptions,
+} from '../src/balancer/index.js';
+import { tmp, testLogger, waitFor } from './helpers.js';
+
+const OKAY = Buffer.from([0x10, 0, 0, 0]);
+const DENY = Buffer.from([0x10, 0x01, 0, 0]);
+
+test('endpoints and source ranges', () => {
+  assert.deepEqual(parseEndpoint('127.0.0.1:10000'), { host: '127.0.0.1', port: 10000 });
+  assert.deepEqual(parseEndpoint('[::1]:5'), { host: '::1', port: 5 });
+  assert.deepEqual(parseEndpoint('localhost:0', 'x', true), { host: 'localhost', port: 0 });
+  for (const bad of ['127.0.0.1', '127.0.0.1:0', '1.2.3.4:70000', '[1.2.3.4]:5', ':5']) assert.throws(() => parseEndpoint(bad), /HOST:PORT|IPv6/, bad);
+  const r = parseSourceRange('127.0.2.0/24');
+  assert.equal(r.size, 254);
+  assert.equal(r.at(0), '127.0.2.1');
+  assert.equal(r.at(253), '127.0.2.254');
+  const seen = new Set<string>();
+  for (let i = 0; i < 5000; i++) seen.add(r.pick());
+  assert.ok(seen.size > 200, `picks spread over the range (${seen.size})`);
+  for (const a of seen) assert.ok(/^127\.0\.2\.\d+$/.test(a) && !['127.0.2.0', '127.0.2.255'].includes(a), a);
+  assert.equal(parseSourceRange('127.0.2.1/32').pick(), '127.0.2.1');
+  assert.equal(parseSourceRange('10.1.2.3').pick(), '10.1.2.3');
+  assert.equal(parseSourceRange('127.0.2.77/24').cidr, '127.0.2.0/24');
+  assert.throws(() => parseSourceRange('fd00::/64'), /IPv4/);
+  assert.throws(() => parseSourceRange('127.0.2.0/33'), /CIDR/);
+});
+
+test('pt-spec environment', () => {
+  const base = {
+    TOR_PT_MANAGED_TRANSPORT_VER: '1',
+    TOR_PT_SERVER_TRANSPORTS: 'extor_static_cookie',
+    TOR_PT_SERVER_BINDADDR: 'other-127.0.0.1:1,extor_static_cookie-127.0.0.1:10001',
+    TOR_PT_EXTENDED_SERVER_PORT: '127.0.0.1:5555',
+    TOR_PT_AUTH_COOKIE_FILE: '/var/lib/tor/extended_orport_auth_cookie',
+    TOR_PT_EXIT_ON_STDIN_CLOSE: '1',
+  };
+  const ok = parsePtServerEnv(base, 'extor_static_cookie');
+  assert.ok('ok' in ok);
+  assert.deepEqual(ok.ok.bindAddr, { host: '127.0.0.1', port: 10001 });
+  assert.deepEqual(ok.ok.extOrPort, { host: '127.0.0.1', port: 5555 });
+  assert.equal(ok.ok.exitOnStdinClose, true);
+  assert.deepEqual(parsePtServerEnv({ ...base, TOR_PT_MANAGED_TRANSPORT_VER: '2' }, 'extor_static_cookie'), { lines: ['VERSION-ERROR no-version'], code: 1 });
+  assert.deepEqual(parsePtServerEnv({ ...base, TOR_PT_SERVER_TRANSPORTS: 'obfs4' }, 'extor_static_cookie'), { lines: ['VERSION 1', 'SMETHODS DONE'], code: 0 });
+  const noExt = parsePtServerEnv({ ...base, TOR_PT_EXTENDED_SERVER_PORT: '' }, 'extor_static_cookie');
+  assert.ok('lines' in noExt && /ENV-ERROR .*ExtORPort auto/.test(noExt.lines[1]!));
+  const star = parsePtServerEnv({ ...base, TOR_PT_SERVER_TRANSPORTS: '*', TOR_PT_SERVER_BINDADDR: '' }, 'extor_static_cookie');
+  assert.ok('ok' in star && star.ok.bindAddr.port === 0);
+});
+
+test('connectFrom: the addon binds the source address with IP_BIND_ADDRESS_NO_PORT set', async () => {
+  const addon = loadAddon();
+  assert.ok(addon, 'the native addon is built (npm install runs node-gyp)');
+  const srv = net.createServer((c) => c.end());
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  try {
+    for (const noPort of [true, false]) {
+      const s = connectFrom({ host: '127.0.0.1', port, localAddress: '127.0.2.33', noPort });
+      const fd = (s as unknown as { _handle: { fd: number } })._handle.fd;
+      if (noPort) assert.equal(addon.bindAddressNoPort(fd), 1);
+      await new Promise((r) => s.once('connect', r));
+      assert.equal(s.localAddress, '127.0.2.33');
+      if (!noPort) assert.equal(addon.bindAddressNoPort((s as unknown as { _handle: { fd: number } })._handle.fd), 0);
+      s.destroy();
+    }
+    // A bind that can't work is an 'error' event, not a throw.
+    const bad = connectFrom({ host: '127.0.0.1', port, localAddress: '192.0.2.1' });
+    const e = await new Promise<NodeJS.ErrnoException>((r) => bad.once('error', r));
+    assert.equal(e.code, 'EADDRNOTAVAIL');
+  } finally {
+    srv.close();
+  }
+});
+
+test('IP_BIND_ADDRESS_NO_PORT lets one source address serve more connections than there are ephemeral ports', async (t) => {
+  const fixture = fileURLToPath(new URL('./fixtures/no-port-effect.js', import.meta.url));
+  const run = async (mode: string): Promise<{ ok: number; failed: number; codes: Record<string, number> }> => {
+    // A fresh namespace of its own, so that narrowing the port range touches nothing else.
+    const r = await execa('unshare', ['--net', '--', 'sh', '-c', `ip link set lo up && echo "40000 40999" > /proc/sys/net/ipv4/ip_local_port_range && exec "$0" "$@"`, process.execPath, fixture, mode, '1500'], { reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
+    return JSON.parse(r.stdout) as { ok: number; failed: number; codes: Record<string, number> };
+  };
+  const withOpt = await run('addon');
+  const without = await run('plain');
+  t.diagnostic(JSON.stringify({ withOpt, without }));
+  assert.deepEqual(withOpt, { ok: 1500, failed: 0, codes: {} });
+  assert.ok(without.ok <= 1000 && without.failed >= 500, JSON.stringify(without));
+  assert.ok((without.codes.EADDRINUSE ?? 0) + (without.codes.EADDRNOTAVAIL ?? 0) === without.failed);
+});
+
+// ---- fake twins for what tor can't do ----
+
+type TwinMode = 'echo' | 'close-after-auth' | 'silent' | 'deny' | 'refuse';
+
+interface FakeTwin {
+  name: string;
+  address: string;
+  cookieFile: string;
+  server: net.Server;
+  mode: TwinMode;
+  /** Commands each accepted session sent, raw. */
+  received: Buffer[];
+}
+
+let dir: string;
+const fakes: FakeTwin[] = [];
+const balancers: Balancer[] = [];
+const staticCookie = randomBytes(32);
+
+async function fakeTwin(name: string, mode: TwinMode): Promise<FakeTwin> {
+  const cookieFile = join(dir, `${name}_cookie`);
+  const cookie = await createCookieFile(cookieFile, { overwrite: true });
+  const f: FakeTwin = { name, address: '', cookieFile, server: net.createServer(), mode, received: [] };
+  f.server.on('connection', (sock) => {
+    sock.on('error', () => {});
+    if (f.mode === 'refuse') return void sock.destroy();
+    const hs = new ExtOrServerHandshake(cookie);
+    sock.write(hs.greeting());
+    const onData = (d: Buffer): void => {
+      const st = hs.feed(d);
+      if (st.send.length) sock.write(st.send);
+      if (st.status === 'failed') return void sock.end();
+      if (f.mode === 'close-after-auth' && st.send.includes(0x01)) return void sock.destroy();
+      if (st.status !== 'done') return;
+      sock.off('data', onData);
+      f.received.push(hs.rawCommands());
+      if (f.mode === 'silent') return;
+      sock.write(f.mode === 'deny' ? DENY : OKAY);
+      if (hs.rest.length) sock.write(hs.rest);
+      sock.pipe(sock);
+    };
+    sock.on('data', onData);
+  });
+  await new Promise<void>((r) => f.server.listen(0, `127.0.4.${fakes.length + 1}`, r));
+  const a = f.server.address() as net.AddressInfo;
+  f.address = `${a.address}:${a.port}`;
+  fakes.push(f);
+  return f;
+}
+
+async function startBalancer(twins: FakeTwin[], o: Partial<BalancerOptions> = {}): Promise<{ b: Balancer; port: number; down: string[] }> {
+  const down: string[] = [];
+  const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, onBackendDown: (n) => down.push(n), ...o });
+  balancers.push(b);
+  const { port } = await b.start();
+  for (const t of twins) b.addBackend({ name: t.name, address: t.address, cookieFile: t.cookieFile });
+  for (const t of twins) await b.markUp(t.name);
+  return { b, port, down };
+}
+
+function dial(port: number, extra: { userAddr?: string } = {}) {
+  return dialExtOr({ host: '127.0.0.1', port, cookie: staticCookie, userAddr: extra.userAddr ?? '192.0.2.1:1', transport: 'snowflake', timeoutMs: 5000 });
+}
+
+before(async () => {
+  dir = await tmp('balancer');
+});
+
+after(async () => {
+  for (const b of balancers) await b.stop();
+  for (const f of fakes) f.server.close();
+});
+
+test('bulk data both ways with backpressure, byte-exact, counted', async () => {
+  const echo = await fakeTwin('echo', 'echo');
+  const { b, port } = await startBalancer([echo]);
+  const r = await dial(port);
+  assert.deepEqual(r.rawReply, OKAY);
+  assert.deepEqual(echo.received[0], transportCommands({ userAddr: '192.0.2.1:1', transport: 'snowflake' }), 'the commands reach the twin unchanged');
+  const s = r.socket;
+  const data = randomBytes(16 << 20);
+  const hash = createHash('sha256');
+  let got = 0;
+  const done = new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) => {
+      hash.update(d);
+      got += d.length;
+      // A slow reader: the balancer must stop reading the twin, not buffer everything.
+      if (got % (1 << 20) < d.length) {
+        s.pause();
+        setTimeout(() => s.resume(), 5);
+      }
+      if (got === data.length) resolve();
+    });
+  });
+  s.resume();
+  s.write(data);
+  await done;
+  assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+  const st = b.stats().backends[0]!;
+  assert.equal(st.bytesToBackend, data.length);
+  assert.equal(st.bytesFromBackend, data.length);
+  s.destroy();
+});
+
+test('a twin that dies after auth, one that refuses, one that stays silent: marked down, session replayed', async () => {
+  const dies = await fakeTwin('dies', 'close-after-auth');
+  const refuses = await fakeTwin('refuses', 'refuse');
+  const silent = await fakeTwin('silent', 'silent');
+  const good = await fakeTwin('good', 'echo');
+  const { b, port, down } = await startBalancer([dies, refuses, silent, good], { backendTimeoutMs: 300 });
+  const r = await dial(port);
+  assert.deepEqual(r.rawReply, OKAY);
+  r.socket.destroy();
+  assert.deepEqual(down, ['dies', 'refuses', 'silent']);
+  const st = b.stats();
+  assert.equal(st.sessions.replays, 3);
+  assert.deepEqual(st.backends.map((x) => [x.name, x.up, x.total]), [
+    ['dies', false, 0],
+    ['refuses', false, 0],
+    ['silent', false, 0],
+    ['good', true, 1],
+  ]);
+  // Down twins get nothing until markUp.
+  for (let i = 0; i < 3; i++) (await dial(port)).socket.destroy();
+  assert.equal(b.stats().backends[3]!.total, 4);
+  // With every twin down the transport is closed, not left hanging.
+  b.markDown('good', 'test');
+  await assert.rejects(dial(port), /closed/);
+  assert.equal(b.stats().sessions.noBackend, 1);
+});
+
+test('DENY passes through unchanged; bytes sent right after DONE reach the twin after its OKAY', async () => {
+  const deny = await fakeTwin('deny', 'deny');
+  const { port } = await startBalancer([deny]);
+  assert.deepEqual((await dial(port)).rawReply, DENY);
+
+  const echo = await fakeTwin('echo2', 'echo');
+  const { port: p2 } = await startBalancer([echo]);
+  const s = net.connect(p2, '127.0.0.1');
+  const c = new ExtOrClientHandshake(staticCookie, { commands: Buffer.concat([transportCommands({ transport: 'x' }), Buffer.from('early bytes')]) });
+  const got: Buffer[] = [];
+  s.on('data', (d) => {
+    if (c.reply) got.push(d);
+    else {
+      const st = c.feed(d);
+      if (st.send.length) s.write(st.send);
+      if (c.reply) got.push(c.rest);
+    }
+  });
+  await waitFor('echo', () => Buffer.concat(got).toString() === 'early bytes', 5000, 10);
+  assert.equal(c.reply?.type, CMD.OKAY);
+  s.destroy();
+});
+
+test('timeouts and the session cap', async () => {
+  const echo = await fakeTwin('echo3', 'echo');
+  const { b, port } = await startBalancer([echo], { handshakeTimeoutMs: 300, idleTimeoutMs: 400, maxSessions: 3 });
+  // A transport that says nothing is dropped after the handshake timeout.
+  const quiet = net.connect(port, '127.0.0.1');
+  quiet.resume();
+  const t0 = Date.now();
+  await new Promise((r) => quiet.once('close', r));
+  assert.ok(Date.now() - t0 >= 250);
+  assert.equal(b.stats().sessions.handshakeTimeouts, 1);
+  // An idle session is closed after the idle timeout; an active one is not.
+  const idle = (await dial(port)).socket;
+  const busy = (await dial(port)).socket;
+  idle.resume();
+  busy.resume();
+  const timer = setInterval(() => busy.write('x'), 100);
+  await new Promise((r) => idle.once('close', r));
+  await sleep(300);
+  assert.equal(busy.destroyed, false);
+  clearInterval(timer);
+  assert.equal(b.stats().sessions.idleTimeouts, 1);
+  // The cap: with 3 open (busy + 2 more), a 4th connection is closed at once.
+  const more = [(await dial(port)).socket, (await dial(port)).socket];
+  await assert.rejects(dial(port), /closed/);
+  assert.equal(b.stats().sessions.rejectedOverCap, 1);
+  for (const s of [busy, ...more]) s.destroy();
+});
+
+test('malformed transports never crash it or disturb other sessions', async () => {
+  const echo = await fakeTwin('echo4', 'echo');
+  const { b, port } = await startBalancer([echo]);
+  const keep = (await dial(port)).socket;
+  keep.resume();
+  const authed = (nonce: Buffer) => Buffer.concat([Buffer.from([1]), nonce]);
+  const inputs: Buffer[] = [];
+  for (let i = 0; i < 150; i++) inputs.push(randomBytes(1 + (i % 97)));
+  inputs.push(Buffer.from([1])); // then close
+  inputs.push(authed(randomBytes(32)).subarray(0, 20));
+  inputs.push(Buffer.concat([authed(randomBytes(32)), randomBytes(32)])); // wrong hash
+  await Promise.all(
+    inputs.map(
+      (data) =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => {
+            s.write(data);
+            if (data.length < 5) s.end();
+          });
+          s.on('error', () => {});
+          s.resume();
+          s.on('close', () => resolve());
+          setTimeout(() => s.destroy(), 3000);
+        }),
+    ),
+  );
+  // Valid auth, then a command tor would refuse: dropped.
+  const s = net.connect(port, '127.0.0.1');
+  const c = new ExtOrClientHandshake(staticCookie, { commands: Buffer.concat([encodeCommand(CMD.USERADDR, 'nonsense'), encodeCommand(CMD.DONE)]) });
+  s.on('data', (d) => {
+    const st = c.feed(d);
+    if (st.send.length) s.write(st.send);
+  });
+  s.on('error', () => {});
+  await new Promise((r) => s.once('close', r));
+  assert.equal(c.reply, null);
+  assert.equal(echo.received.length, 1, 'nothing malformed reached the twin');
+
+  await waitFor('sessions to clear', () => b.stats().sessions.current === 1, 5000, 20);
+  assert.equal(keep.destroyed, false);
+  keep.write('still here');
+  await new Promise((r) => keep.once('data', r));
+  const st = b.stats();
+  assert.ok(st.sessions.protocolErrors + st.sessions.authFailures >= 140, JSON.stringify(st.sessions));
+  assert.deepEqual((await dial(port)).rawReply, OKAY);
+  keep.destroy();
+});
+
+test('removeBackend stops new sessions and ends the open ones after drainMs', async () => {
+  const a = await fakeTwin('drainA', 'echo');
+  const b2 = await fakeTwin('drainB', 'echo');
+  const { b, port } = await startBalancer([a, b2]);
+  const s1 = (await dial(port)).socket; // to drainA
+  s1.resume();
+  const closed = new Promise((r) => s1.once('close', r));
+  const t0 = Date.now();
+  const removing = b.removeBackend('drainA', { drainMs: 400 });
+  for (let i = 0; i < 3; i++) (await dial(port)).socket.destroy();
+  assert.equal(s1.destroyed, false, 'an open session is not cut while draining');
+  await removing;
+  await closed;
+  assert.ok(Date.now() - t0 >= 350);
+  assert.deepEqual(b.stats().backends.map((x) => [x.name, x.total]), [['drainB', 3]]);
+});
