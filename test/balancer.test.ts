@@ -176,6 +176,18 @@ async function startBalancer(twins: FakeTwin[], o: Partial<BalancerOptions> = {}
   return { b, port, down };
 }
 
+/** Resolves when `s` closes; rejects if it is still open after `ms`. */
+function closed(s: net.Socket, ms = 5000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (s.destroyed) return resolve();
+    const t = setTimeout(() => reject(new Error(`socket still open after ${ms} ms`)), ms);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
 function dial(port: number, extra: { userAddr?: string } = {}) {
   return dialExtOr({ host: '127.0.0.1', port, cookie: staticCookie, userAddr: extra.userAddr ?? '192.0.2.1:1', transport: 'snowflake', timeoutMs: 5000 });
 }
@@ -284,7 +296,7 @@ test('timeouts and the session cap', async () => {
   const quiet = net.connect(port, '127.0.0.1');
   quiet.resume();
   const t0 = Date.now();
-  await new Promise((r) => quiet.once('close', r));
+  await closed(quiet);
   assert.ok(Date.now() - t0 >= 250);
   assert.equal(b.stats().sessions.handshakeTimeouts, 1);
   // An idle session is closed after the idle timeout; an active one is not.
@@ -293,7 +305,7 @@ test('timeouts and the session cap', async () => {
   idle.resume();
   busy.resume();
   const timer = setInterval(() => busy.write('x'), 100);
-  await new Promise((r) => idle.once('close', r));
+  await closed(idle);
   await sleep(300);
   assert.equal(busy.destroyed, false);
   clearInterval(timer);
@@ -339,7 +351,7 @@ test('malformed transports never crash it or disturb other sessions', async () =
     if (st.send.length) s.write(st.send);
   });
   s.on('error', () => {});
-  await new Promise((r) => s.once('close', r));
+  await closed(s);
   assert.equal(c.reply, null);
   assert.equal(echo.received.length, 1, 'nothing malformed reached the twin');
 
@@ -359,13 +371,13 @@ test('removeBackend stops new sessions and ends the open ones after drainMs', as
   const { b, port } = await startBalancer([a, b2]);
   const s1 = (await dial(port)).socket; // to drainA
   s1.resume();
-  const closed = new Promise((r) => s1.once('close', r));
+  const closedP = closed(s1, 5000);
   const t0 = Date.now();
   const removing = b.removeBackend('drainA', { drainMs: 400 });
   for (let i = 0; i < 3; i++) (await dial(port)).socket.destroy();
   assert.equal(s1.destroyed, false, 'an open session is not cut while draining');
   await removing;
-  await closed;
+  await closedP;
   assert.ok(Date.now() - t0 >= 350);
   assert.deepEqual(b.stats().backends.map((x) => [x.name, x.total]), [['drainB', 3]]);
 });
