@@ -381,3 +381,49 @@ test('removeBackend stops new sessions and ends the open ones after drainMs', as
   assert.ok(Date.now() - t0 >= 350);
   assert.deepEqual(b.stats().backends.map((x) => [x.name, x.total]), [['drainB', 3]]);
 });
+
+test('the standalone balancer command: usage errors, serves sessions, stops on SIGTERM', async () => {
+  const main = fileURLToPath(new URL('./fixtures/balancer-main.js', import.meta.url));
+  const bad = await execa(process.execPath, [main, '--backend', 'x'], { reject: false });
+  assert.equal(bad.exitCode, 2);
+  assert.match(bad.stderr, /usage: bridgectl balancer/);
+  const echo = await fakeTwin('cmdEcho', 'echo');
+  const staticFile = join(dir, 'static_cookie');
+  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
+  await writeCookieFile(staticFile, staticCookie, { overwrite: true });
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const child = execa(process.execPath, [main, '--listen', `127.0.0.1:${port}`, '--cookie', staticFile, '--backend', `${echo.address}=${echo.cookieFile}`], { reject: false });
+  try {
+    const r = await waitFor('the balancer command to serve', async () => dial(port), 10_000, 100);
+    assert.deepEqual(r.rawReply, OKAY);
+    r.socket.destroy();
+  } finally {
+    child.kill('SIGTERM');
+  }
+  const res = await child;
+  assert.equal(res.exitCode, 0, res.stderr);
+  assert.match(res.stderr, /balancer listening/);
+});
+
+test('without the native addon: one warning, and source addresses are still bound', async () => {
+  const script = `
+    import pino from 'pino';
+    import net from 'node:net';
+    import { createBalancer, connectFrom } from ${JSON.stringify(new URL('../src/balancer/index.js', import.meta.url).href)};
+    const logger = pino({ level: 'warn' });
+    for (let i = 0; i < 2; i++) createBalancer({ listen: '127.0.0.1:0', staticCookie: Buffer.alloc(32), logger });
+    const srv = net.createServer((c) => c.end()).listen(0, '127.0.0.1', () => {
+      const s = connectFrom({ host: '127.0.0.1', port: srv.address().port, localAddress: '127.0.2.44' });
+      s.on('connect', () => { console.log(JSON.stringify({ local: s.localAddress })); s.destroy(); srv.close(); });
+    });`;
+  const r = await execa(process.execPath, ['--input-type=module', '-e', script], { env: { BRIDGECTL_NO_NATIVE: '1' }, cwd: fileURLToPath(new URL('..', import.meta.url)), reject: false });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.filter((l) => l.includes('IP_BIND_ADDRESS_NO_PORT is unavailable')).length, 1);
+  assert.equal(JSON.parse(lines.at(-1)!).local, '127.0.2.44');
+});

@@ -43,11 +43,16 @@ function recheckLoop(b: Balancer, logger: Logger): () => void {
 
 function untilSignal(extra?: (stop: () => void) => void): Promise<string> {
   return new Promise((resolve) => {
-    const on = (sig: string) => () => resolve(sig);
-    const handlers = { SIGINT: on('SIGINT'), SIGTERM: on('SIGTERM') };
-    process.once('SIGINT', handlers.SIGINT);
-    process.once('SIGTERM', handlers.SIGTERM);
-    extra?.(() => resolve('stdin closed'));
+    const done = (why: string): void => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(why);
+    };
+    const onInt = (): void => done('SIGINT');
+    const onTerm = (): void => done('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    extra?.(() => done('stdin closed'));
   });
 }
 
