@@ -119,7 +119,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('tor answers our client with OKAY (before bootstrapping is not needed) and its hashes match ours', async () => {
+test('tor\'s ExtORPort answers our client with OKAY, and its hashes match ours computed independently', async () => {
   const t = twins[0]!;
   const cookie = await readCookieFile(t.cookieFile);
   const ok = await dialExtOr({ host: t.host, port: t.port, cookie, userAddr: '192.0.2.1:1234', transport: 'snowflake' });
