@@ -7,6 +7,10 @@ import { keysCommand } from './keys.js';
 import { labCommand } from './lab.js';
 import { statusCommand } from './status.js';
 import { bridgelineCommand } from './bridgeline.js';
+import { doctorCommand } from './doctor.js';
+import { sysctlCommand } from './sysctl.js';
+import { renderCommand } from './render.js';
+import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
 import { UsageError } from './args.js';
 
 const USAGE = `usage: bridgectl <command> [options]
@@ -18,6 +22,10 @@ commands:
   status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
   bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
+  doctor [--json] [--config FILE] kernel, limits, keys and tor checks, with the fix for each
+  sysctl [--write] [--root DIR]   show (default) or write the sysctl.d and modules-load.d files
+  render systemd|sysctl|modules|haproxy|torrc N
+                                  print deployment files
   balancer --listen ADDR --cookie FILE --backend ADDR=COOKIEFILE [...]
                                   the balancer alone, in front of tor instances you run yourself
   extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
@@ -33,6 +41,11 @@ const commands: Record<string, Command> = {
   lab: labCommand,
   status: statusCommand,
   bridgeline: bridgelineCommand,
+  doctor: doctorCommand,
+  sysctl: sysctlCommand,
+  render: renderCommand,
+  balancer: balancerCommand,
+  'extor-static-cookie': extorStaticCookieCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

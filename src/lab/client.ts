@@ -57,7 +57,7 @@ export async function startClient(o: ClientOptions): Promise<LabClient> {
     await child.exited;
   };
   try {
-    const ctl = await connectControl(join(o.dir, 'control'), join(o.dir, 'control_auth_cookie'));
+    const ctl = await connectControl(join(o.dir, 'control'), join(o.dir, 'control_auth_cookie'), 30_000, () => alive);
     try {
       await waitBootstrapped(ctl, o.bootstrapTimeoutMs ?? 90_000, () => alive);
     } finally {

@@ -42,6 +42,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private health: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private readySent = false;
+  private starting: Promise<void> | null = null;
 
   constructor(
     readonly cfg: ResolvedConfig,
@@ -52,7 +53,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.twins = new Supervisor(cfg, logger);
   }
 
-  async start(): Promise<void> {
+  /** Starts everything; stop() may be called at any time, even while this is under way. */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
     const c = this.cfg;
     const staticCookie = await readCookieFile(c.balancer.cookieFile);
     const balancer = createBalancer({
@@ -148,6 +155,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   async stop(): Promise<void> {
+    // A fatal error can arrive while start() is still under way: let it finish first, so that
+    // nothing it creates (the control socket, say) outlives the stop.
+    await this.starting?.catch(() => undefined);
     if (this.health) clearInterval(this.health);
     await this.control?.stop();
     await this.transport?.stop();

@@ -200,7 +200,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private async watchBootstrap(inst: Instance, child: Child, isExited: () => boolean, log: Logger): Promise<void> {
     try {
-      const ctl = await connectControl(inst.layout.controlSocket, inst.layout.controlCookie, 60_000);
+      const ctl = await connectControl(
+        inst.layout.controlSocket,
+        inst.layout.controlCookie,
+        60_000,
+        () => !isExited() && inst.child === child,
+      );
       if (isExited() || inst.child !== child) {
         ctl.close();
         return;

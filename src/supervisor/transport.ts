@@ -160,7 +160,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
               break;
             case 'SMETHODS DONE':
               if (!smethod) {
-                configError = `transport finished setup without a SMETHOD for "${t.name}"`;
+                configError ??= `transport finished setup without a SMETHOD for "${t.name}"`;
               } else {
                 ready = true;
                 this.st.smethod = smethod;

@@ -2,12 +2,18 @@ import { TorControl, parseBootstrapPhase } from './control.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Connects to a tor's control socket, retrying while tor is still starting. */
-export async function connectControl(socketPath: string, cookiePath: string, timeoutMs = 30_000): Promise<TorControl> {
+export async function connectControl(
+  socketPath: string,
+  cookiePath: string,
+  timeoutMs = 30_000,
+  isAlive: () => boolean = () => true,
+): Promise<TorControl> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       return await TorControl.connect(socketPath, cookiePath);
     } catch (e) {
+      if (!isAlive()) throw new Error(`tor exited before its control socket ${socketPath} answered`);
       if (Date.now() > deadline) throw new Error(`could not reach tor's control socket ${socketPath}: ${(e as Error).message}`);
       await sleep(200);
     }
