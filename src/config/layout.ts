@@ -12,13 +12,18 @@ export interface InstanceLayout {
   controlCookie: string;
   extOrPortAddress: string;
   extOrPortCookie: string;
+  /** tor's MetricsPort for this instance, or null when disabled. */
+  metricsPortAddress: string | null;
 }
 
 export function instanceNames(c: Pick<ResolvedConfig, 'nickname' | 'instances'>): string[] {
   return Array.from({ length: c.instances }, (_, i) => `${c.nickname}${i + 1}`);
 }
 
-export function instanceLayout(c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 'extOrPort'>, index: number): InstanceLayout {
+export function instanceLayout(
+  c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 'extOrPort'> & { metrics?: { torMetricsPort: number } },
+  index: number,
+): InstanceLayout {
   const name = `${c.nickname}${index}`;
   const dataDir = join(c.dataDir, 'instances', name);
   return {
@@ -31,5 +36,6 @@ export function instanceLayout(c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 
     controlCookie: join(dataDir, 'control_auth_cookie'),
     extOrPortAddress: `127.0.4.${index}:${c.extOrPort}`,
     extOrPortCookie: join(dataDir, 'extended_orport_auth_cookie'),
+    metricsPortAddress: c.metrics?.torMetricsPort ? `127.0.4.${index}:${c.metrics.torMetricsPort}` : null,
   };
 }

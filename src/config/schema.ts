@@ -75,6 +75,24 @@ export const configSchema = z
       .default({}),
     balancer: balancerSchema.default({}),
     transport: transportSchema.optional(),
+    metrics: z
+      .object({
+        /** Prometheus endpoint (absent: no endpoint). */
+        listen: hostPort.optional(),
+        /** Port of each instance's tor MetricsPort, on 127.0.4.<i> (0: none). */
+        torMetricsPort: z.number().int().min(0).max(65535).default(10300),
+      })
+      .strict()
+      .default({}),
+    keys: z
+      .object({
+        /** Coordinated onion-key rotation period. */
+        rotationDays: z.number().positive().default(28),
+        /** How long the previous onion keys are kept as .old files after a rotation. */
+        graceDays: z.number().min(0).default(7),
+      })
+      .strict()
+      .default({}),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -48,6 +48,9 @@ export function renderInstanceTorrc(
     extOrPort: l.extOrPortAddress,
     controlSocket: l.controlSocket,
     contactInfoLine: c.contactInfo ? `ContactInfo ${oneLine('contactInfo', c.contactInfo)}` : '# (no ContactInfo set)',
+    metricsPortLines: l.metricsPortAddress
+      ? `MetricsPort ${l.metricsPortAddress}\nMetricsPortPolicy accept 127.0.0.0/8`
+      : '# (no MetricsPort)',
     extra: c.torrc.trim(),
   });
 }
