@@ -150,7 +150,7 @@ test('a transport that prints SMETHOD-ERROR, or a command that does not exist: c
   const taken = (squatter.address() as net.AddressInfo).port;
   const cases: Array<[object, RegExp]> = [
     [{ name: 'obfs4', command: [OBFS4], listen: `127.0.0.1:${taken}` }, /SMETHOD-ERROR obfs4: .*address already in use/],
-    [{ name: 'nosuchpt', command: [OBFS4], listen: `127.0.0.1:${await freePort()}` }, /without a SMETHOD for "nosuchpt"/],
+    [{ name: 'nosuchpt', command: [OBFS4], listen: `127.0.0.1:${await freePort()}` }, /SMETHOD-ERROR nosuchpt: no such transport is supported/],
     [{ name: 'obfs4', command: ['/nonexistent/obfs4proxy'], listen: `127.0.0.1:${await freePort()}` }, /transport command not found.*\/nonexistent\/obfs4proxy/],
   ];
   for (const [transport, re] of cases) {

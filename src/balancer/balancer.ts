@@ -67,6 +67,8 @@ export interface Balancer {
   markUp(name: string): Promise<void>;
   markDown(name: string, reason: string): void;
   stats(): BalancerStats;
+  /** Changes timeouts and the session cap for sessions that start from now on (a config reload). */
+  setLimits(l: Partial<Pick<BalancerOptions, 'handshakeTimeoutMs' | 'backendTimeoutMs' | 'idleTimeoutMs' | 'maxSessions'>>): void;
 }
 
 export function createBalancer(opts: BalancerOptions): Balancer {
@@ -80,7 +82,7 @@ export function createBalancer(opts: BalancerOptions): Balancer {
   const pool = new BackendPool();
   const stats = emptyListenerStats();
   const sessions = new Set<Session>();
-  const maxSessions = opts.maxSessions ?? 16_384;
+  let maxSessions = opts.maxSessions ?? 16_384;
   let server: net.Server | null = null;
   let bound: { host: string; port: number } | null = null;
 
@@ -182,6 +184,12 @@ export function createBalancer(opts: BalancerOptions): Balancer {
       if (pool.setDown(b, reason)) logger.info({ backend: name, reason }, 'twin marked down');
     },
 
+    setLimits(l) {
+      if (l.handshakeTimeoutMs !== undefined) ctx.handshakeTimeoutMs = l.handshakeTimeoutMs;
+      if (l.backendTimeoutMs !== undefined) ctx.backendTimeoutMs = l.backendTimeoutMs;
+      if (l.idleTimeoutMs !== undefined) ctx.idleTimeoutMs = l.idleTimeoutMs;
+      if (l.maxSessions !== undefined) maxSessions = l.maxSessions;
+    },
     stats() {
       return {
         listen: bound,

@@ -1,15 +1,13 @@
 import { join } from 'node:path';
 import { mkdir, chmod } from 'node:fs/promises';
-import { loadConfig, instanceLayout, type ResolvedConfig } from '../config/index.js';
+import { loadConfig, instanceLayout, identityDir, type ResolvedConfig } from '../config/index.js';
 import { initIdentity, type InitResult } from '../keysync/index.js';
 import { listFingerprint } from '../tor/index.js';
 import { stat } from 'node:fs/promises';
 import { createCookieFile, readCookieFile } from '../extor-cookie/index.js';
 import { parse } from './args.js';
 
-export function identityDir(c: ResolvedConfig): string {
-  return join(c.dataDir, 'identity');
-}
+export { identityDir };
 
 export function instanceTargets(c: ResolvedConfig): Array<{ name: string; dataDir: string }> {
   return Array.from({ length: c.instances }, (_, i) => instanceLayout(c, i + 1));

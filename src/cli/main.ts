@@ -8,6 +8,7 @@ import { labCommand } from './lab.js';
 import { statusCommand } from './status.js';
 import { bridgelineCommand } from './bridgeline.js';
 import { doctorCommand } from './doctor.js';
+import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './instances.js';
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
 import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
@@ -20,6 +21,10 @@ commands:
   run [--config FILE]             run the supervisor in the foreground
   keys verify [--config FILE]     check that every instance shares one identity and is pinned
   status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
+  add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
+  remove-instance [NAME] [--drain-seconds N]
+                                  drain one twin (default: the last), then stop it
+  reload [--config FILE]          the running supervisor re-reads its config (like SIGHUP)
   bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
   doctor [--json] [--config FILE] kernel, limits, keys and tor checks, with the fix for each
@@ -41,6 +46,9 @@ const commands: Record<string, Command> = {
   lab: labCommand,
   status: statusCommand,
   bridgeline: bridgelineCommand,
+  'add-instance': addInstanceCommand,
+  'remove-instance': removeInstanceCommand,
+  reload: reloadCommand,
   doctor: doctorCommand,
   sysctl: sysctlCommand,
   render: renderCommand,

@@ -1,4 +1,6 @@
-import { loadConfig } from '../config/index.js';
+import { watch } from 'chokidar';
+import { readFile } from 'node:fs/promises';
+import { loadConfig, setInstancesInFile, ConfigError, type ResolvedConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
 import { Bridge } from '../supervisor/index.js';
 import { parse, makeLogger } from './args.js';
@@ -12,7 +14,48 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (!keys.ok) {
     throw new Error(`the instances do not share one pinned identity; run "bridgectl init" first:\n  ${keys.problems.join('\n  ')}`);
   }
-  const bridge = new Bridge(config, logger);
+
+  // Our own writes to the config file (add/remove-instance) must not count as an operator's edit.
+  let ownText: string | null = null;
+  const writeInstances = async (n: number): Promise<void> => {
+    ownText = await setInstancesInFile(file, n);
+  };
+
+  /** Re-reads the config file and applies it; a broken one is rejected and the running one kept. */
+  const reloadFromFile = async (why: string): Promise<string[]> => {
+    let next: ResolvedConfig;
+    try {
+      next = loadConfig(file).config;
+    } catch (e) {
+      const msg = e instanceof ConfigError ? e.message : (e as Error).message;
+      logger.error({ why, problems: e instanceof ConfigError ? e.problems : undefined }, `new config rejected, keeping the running one:\n${msg}`);
+      throw new Error(`new config rejected, keeping the running one:\n${msg}`);
+    }
+    try {
+      return await bridge.reload(next);
+    } catch (e) {
+      logger.error({ why, err: (e as Error).message }, 'reload failed');
+      throw e;
+    }
+  };
+  const reloadQuietly = (why: string): void => void reloadFromFile(why).catch(() => undefined);
+
+  const bridge: Bridge = new Bridge(config, logger, {
+    'add-instance': async () => {
+      const st = await bridge.addInstance();
+      await writeInstances(bridge.twins.status().length);
+      return { added: st.name };
+    },
+    'remove-instance': async (args) => {
+      const name = typeof args.name === 'string' ? args.name : undefined;
+      const drainMs = typeof args.drainMs === 'number' ? args.drainMs : 30_000;
+      const removed = await bridge.removeInstance(name, drainMs);
+      await writeInstances(bridge.twins.status().length);
+      return { removed };
+    },
+    reload: async () => ({ changes: await reloadFromFile('control'), instances: bridge.twins.status().length }),
+  });
+
   let stopping = false;
   const done = new Promise<number>((resolve) => {
     const stop = (why: string, code: number): void => {
@@ -34,6 +77,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       stop(msg, 1);
     });
   });
+  process.on('SIGHUP', () => reloadQuietly('SIGHUP'));
+
   logger.info({ config: file, instances: config.instances, fingerprint: keys.fingerprint }, 'starting bridge');
   try {
     await bridge.start();
@@ -41,7 +86,26 @@ export async function runCommand(argv: string[]): Promise<number> {
     await bridge.stop().catch(() => undefined);
     throw e;
   }
+
+  // Reload when the config file changes (editors replace files, so watch with atomic handling).
+  let debounce: NodeJS.Timeout | null = null;
+  const watcher = watch(file, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 }, atomic: true });
+  watcher.on('all', () => {
+    if (debounce) clearTimeout(debounce);
+    debounce = setTimeout(() => {
+      void readFile(file, 'utf8').then(
+        (text) => {
+          if (text === ownText) return;
+          reloadQuietly('config file changed');
+        },
+        () => logger.warn({ config: file }, 'config file is gone; keeping the running config'),
+      );
+    }, 300);
+  });
+
   const code = await done;
+  if (debounce) clearTimeout(debounce);
+  await watcher.close();
   logger.info({ code }, 'bridge stopped');
   return code;
 }

@@ -10,4 +10,5 @@ export {
   type LoadedConfig,
   type ResolvedConfig,
 } from './load.js';
-export { instanceNames, instanceLayout, type InstanceLayout } from './layout.js';
+export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
+export { setInstancesInFile } from './edit.js';

@@ -39,3 +39,8 @@ export function instanceLayout(
     metricsPortAddress: c.metrics?.torMetricsPort ? `127.0.4.${index}:${c.metrics.torMetricsPort}` : null,
   };
 }
+
+/** The bridge's own copy of its identity, outside any instance. */
+export function identityDir(c: Pick<ResolvedConfig, 'dataDir'>): string {
+  return join(c.dataDir, 'identity');
+}

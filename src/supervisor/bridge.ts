@@ -2,12 +2,14 @@
 // front of the balancer, and a control socket for `bridgectl status` and friends.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { ResolvedConfig } from '../config/index.js';
+import { instanceLayout, identityDir, type ResolvedConfig } from '../config/index.js';
+import { initIdentity } from '../keysync/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { Supervisor, type InstanceStatus } from './supervisor.js';
 import { TransportRunner, type TransportStatus } from './transport.js';
 import { ControlServer, type ControlHandlers } from './control.js';
+import { systemdNotifier, type Notifier } from './notify.js';
 
 export interface InstanceView extends InstanceStatus {
   uptimeMs: number | null;
@@ -44,13 +46,26 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private readySent = false;
   private starting: Promise<void> | null = null;
 
+  private notifier: Notifier;
+  private statusTimer: NodeJS.Timeout | null = null;
+  private changing: Promise<unknown> = Promise.resolve();
+
   constructor(
-    readonly cfg: ResolvedConfig,
+    public cfg: ResolvedConfig,
     private readonly logger: Logger,
     private readonly extraHandlers: Partial<ControlHandlers> = {},
+    notifier?: Notifier,
   ) {
     super();
     this.twins = new Supervisor(cfg, logger);
+    this.notifier = notifier ?? systemdNotifier(logger);
+  }
+
+  /** Runs membership and config changes one at a time. */
+  private serialize<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.changing.then(f, f);
+    this.changing = p.catch(() => undefined);
+    return p;
   }
 
   /** Starts everything; stop() may be called at any time, even while this is under way. */
@@ -82,7 +97,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         (e: Error) => this.logger.warn({ instance: s.name, err: e.message }, 'cannot add twin to the balancer yet'),
       );
     });
-    this.twins.on('down', (s, reason) => balancer.markDown(s.name, `tor ${reason}`));
+    this.twins.on('down', (s, reason) => {
+      try {
+        balancer.markDown(s.name, `tor ${reason}`);
+      } catch {
+        /* a removed instance is no longer a backend */
+      }
+    });
     await this.twins.start();
     for (const s of this.twins.status()) {
       balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
@@ -104,6 +125,121 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       ...this.extraHandlers,
     });
     await this.control.start();
+    this.statusTimer = setInterval(() => this.notifier.status(this.statusLine()), 5_000);
+    this.statusTimer.unref();
+    this.notifier.status(this.statusLine());
+  }
+
+  /** One line for systemd's STATUS=. */
+  statusLine(): string {
+    const st = this.status();
+    const up = st.instances.filter((i) => i.balancerUp).length;
+    const sessions = st.balancer?.sessions.current ?? 0;
+    const t = st.transport ? `, ${st.transport.name} ${st.transport.state}` : '';
+    return `${up}/${st.instances.length} twins up, ${sessions} sessions${t}`;
+  }
+
+  /** Adds a twin: shared keys and pins, its own nickname and addresses; it joins the balancer once bootstrapped. */
+  addInstance(): Promise<InstanceStatus> {
+    return this.serialize(async () => {
+      const used = new Set(this.twins.status().map((s) => s.index));
+      let i = 1;
+      while (used.has(i)) i++;
+      if (i > 254) throw new Error('no room for another instance (at most 254)');
+      const layout = instanceLayout(this.cfg, i);
+      await initIdentity({
+        identityDir: identityDir(this.cfg),
+        instances: [{ name: layout.name, dataDir: layout.dataDir }],
+        generate: async () => {
+          throw new Error('the bridge has no identity yet; run bridgectl init');
+        },
+      });
+      const st = await this.twins.addInstance(i);
+      this.balancer?.addBackend({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
+      this.cfg = { ...this.cfg, instances: this.twins.status().length };
+      this.logger.info({ instance: st.name }, 'instance added');
+      return st;
+    });
+  }
+
+  /**
+   * Removes a twin (default: the highest-numbered): it stops receiving sessions, its sessions drain
+   * for at most `drainMs`, then its tor stops. Its data directory and keys stay on disk.
+   */
+  removeInstance(name?: string, drainMs = 30_000): Promise<string> {
+    return this.serialize(async () => {
+      const all = this.twins.status().sort((a, b) => b.index - a.index);
+      if (all.length <= 1) throw new Error('refusing to remove the last instance');
+      const target = name ?? all[0]!.name;
+      if (!all.some((s) => s.name === target)) throw new Error(`no instance named ${target}`);
+      this.logger.info({ instance: target, drainMs }, 'removing instance: draining');
+      await this.balancer?.removeBackend(target, { drainMs });
+      await this.twins.removeInstance(target);
+      this.cfg = { ...this.cfg, instances: this.twins.status().length };
+      this.logger.info({ instance: target }, 'instance removed');
+      return target;
+    });
+  }
+
+  /**
+   * Applies a new config to the running bridge without dropping sessions: instance count, torrc
+   * lines (tor re-reads its torrc), restart policy, balancer limits; a changed transport section
+   * restarts the transport. Keys that name places (dataDir, nickname, ports) need a restart and are
+   * kept as they are, with a warning. Returns what changed.
+   */
+  reload(next: ResolvedConfig): Promise<string[]> {
+    return this.serialize(async () => {
+      const prev = this.cfg;
+      const changes: string[] = [];
+      const fixed = ['dataDir', 'nickname', 'extOrPort', 'orPort', 'torPath', 'runtimeDir'] as const;
+      for (const k of fixed) {
+        if (JSON.stringify(prev[k]) !== JSON.stringify(next[k])) {
+          this.logger.warn({ key: k }, `changing ${k} needs a restart of bridgectl; keeping the running value`);
+        }
+      }
+      for (const k of ['listen', 'cookieFile', 'sourceRange'] as const) {
+        if (prev.balancer[k] !== next.balancer[k]) {
+          this.logger.warn({ key: `balancer.${k}` }, `changing balancer.${k} needs a restart of bridgectl; keeping the running value`);
+        }
+      }
+      const merged: ResolvedConfig = {
+        ...next,
+        ...Object.fromEntries(fixed.map((k) => [k, prev[k]])),
+        balancer: { ...next.balancer, listen: prev.balancer.listen, cookieFile: prev.balancer.cookieFile, sourceRange: prev.balancer.sourceRange },
+        instances: prev.instances,
+      };
+      this.cfg = merged;
+      this.twins.updateConfig(merged);
+      if (prev.torrc !== next.torrc || prev.contactInfo !== next.contactInfo || prev.metrics.torMetricsPort !== next.metrics.torMetricsPort) {
+        const told = await this.twins.reloadTorrcs();
+        changes.push(`torrc re-read by ${told.join(', ') || 'no running instance'}`);
+      }
+      const limits = ['handshakeTimeoutMs', 'backendTimeoutMs', 'idleTimeoutMs', 'maxSessions'] as const;
+      if (limits.some((k) => prev.balancer[k] !== next.balancer[k])) {
+        this.balancer?.setLimits(Object.fromEntries(limits.map((k) => [k, next.balancer[k]])));
+        changes.push('balancer limits');
+      }
+      if (JSON.stringify(prev.restart) !== JSON.stringify(next.restart)) changes.push('restart policy');
+      if (JSON.stringify(prev.transport) !== JSON.stringify(next.transport)) {
+        await this.transport?.stop();
+        this.transport = null;
+        if (next.transport) {
+          const t = new TransportRunner(merged, this.logger);
+          this.transport = t;
+          t.on('ready', () => this.checkReady());
+          t.on('fatal', (msg) => this.emit('fatal', msg));
+          t.start();
+        }
+        changes.push('transport restarted');
+      }
+      return changes;
+    }).then(async (changes) => {
+      // Instance count last, through the same paths as add/remove-instance.
+      while (this.twins.status().length < next.instances) changes.push(`added ${(await this.addInstance()).name}`);
+      while (this.twins.status().length > next.instances) changes.push(`removed ${await this.removeInstance()}`);
+      this.logger.info({ changes }, changes.length ? 'config reloaded' : 'config reloaded: nothing changed');
+      return changes;
+    });
   }
 
   private async healthCheck(): Promise<void> {
@@ -124,6 +260,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (!this.readySent && anyUp && transportOk) {
       this.readySent = true;
       this.logger.info('bridge ready');
+      this.notifier.ready();
+      this.notifier.status(this.statusLine());
       this.emit('ready');
     }
   }
@@ -158,6 +296,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     // A fatal error can arrive while start() is still under way: let it finish first, so that
     // nothing it creates (the control socket, say) outlives the stop.
     await this.starting?.catch(() => undefined);
+    this.notifier.stopping();
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    this.notifier.close();
     if (this.health) clearInterval(this.health);
     await this.control?.stop();
     await this.transport?.stop();

@@ -70,7 +70,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     private readonly now: () => number = Date.now,
   ) {
     super();
-    this.policy = cfg.restart;
+    this.policy = { ...cfg.restart };
   }
 
   /** Starts every configured instance; resolves once all are spawned (not yet bootstrapped). */
@@ -117,6 +117,31 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   get(name: string): InstanceStatus | undefined {
     const i = this.instances.get(name);
     return i ? { ...i.status } : undefined;
+  }
+
+  /** Takes a new config for future (re)starts; `reloadTorrcs` applies it to running instances. */
+  updateConfig(cfg: ResolvedConfig): void {
+    this.cfg = cfg;
+    Object.assign(this.policy, cfg.restart);
+  }
+
+  /**
+   * Rewrites every instance's torrc from the current config and has each running tor re-read it
+   * (SIGNAL RELOAD, tor's SIGHUP). Returns the instances that were told to reload.
+   */
+  async reloadTorrcs(): Promise<string[]> {
+    const done: string[] = [];
+    for (const inst of this.instances.values()) {
+      await this.writeTorrc(inst);
+      if (inst.control) {
+        await inst.control.signal('RELOAD');
+        done.push(inst.layout.name);
+      } else if (inst.child) {
+        inst.child.kill('SIGHUP');
+        done.push(inst.layout.name);
+      }
+    }
+    return done;
   }
 
   /** Sends a signal (e.g. HUP to re-read torrc) to every running instance through its control port. */
