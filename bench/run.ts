@@ -1,0 +1,285 @@
+// The benchmark: bridgectl's balancer next to HAProxy 2.6 (TCP mode) on the same traffic, in one run.
+// Every process is its own: the fake ExtORPort backend, the proxy under test, the load generator; the
+// proxy's CPU comes from /proc/PID/stat and its RSS from /proc/PID/status. Run by scripts/bench.sh
+// inside a fresh loopback-only network namespace. See bench/README.md.
+//   node dist/bench/run.js [--quick] [--proxies haproxy,bridgectl,...] [--perf] [--only bulk,rate,idle]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createCookieFile } from '../src/extor-cookie/index.js';
+import { cpuSeconds, flags, machineBusy, rssBytes } from './common.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const GiB = 1 << 30;
+
+const f = flags(process.argv.slice(2));
+const quick = f.quick === 'true';
+const cfg = {
+  bulkStreams: Number(f.streams ?? 4),
+  bulkBytes: Number(f['stream-bytes'] ?? (quick ? 256 : 1024) * (1 << 20)),
+  rounds: Number(f.rounds ?? (quick ? 1 : 3)),
+  rateSeconds: Number(f['rate-seconds'] ?? (quick ? 3 : 8)),
+  rateConcurrency: Number(f.concurrency ?? 64),
+  idleSessions: Number(f['idle-sessions'] ?? 5000),
+};
+const only = new Set((f.only ?? 'bulk,rate,idle').split(','));
+const proxyNames = (f.proxies ?? 'haproxy,bridgectl,bridgectl-js,node-pipe').split(',');
+const perf = f.perf === 'true';
+
+if (process.env.BRIDGECTL_IN_NETNS !== '1') {
+  process.stderr.write('run.js: run me through scripts/bench.sh (a loopback-only network namespace)\n');
+  process.exit(2);
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'bridgectl-bench-'));
+const backendCookie = join(dir, 'backend_cookie');
+const staticCookie = join(dir, 'static_cookie');
+await createCookieFile(backendCookie, { overwrite: true });
+await createCookieFile(staticCookie, { overwrite: true });
+const BACKEND = { host: '127.0.0.1', port: 7100 };
+
+const children = new Set<ChildProcess>();
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  children.add(c);
+  c.on('exit', () => children.delete(c));
+  return c;
+}
+async function stop(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  await Promise.race([exited, sleep(3000).then(() => c.kill('SIGKILL'))]);
+  await exited;
+}
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+async function untilListening(port: number, c: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (c.exitCode !== null) throw new Error(`${c.spawnfile} exited with ${c.exitCode}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** One JSON line from a child's stdout (the load generator's result). */
+function line(c: ChildProcess): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer): void => {
+      buf += d.toString();
+      const i = buf.indexOf('\n');
+      if (i < 0) return;
+      c.stdout!.off('data', onData);
+      resolve(JSON.parse(buf.slice(0, i)) as Record<string, number>);
+    };
+    c.stdout!.on('data', onData);
+    c.once('exit', (code) => reject(new Error(`${c.spawnfile} exited (${code}) before its result`)));
+  });
+}
+
+interface Proxy {
+  name: string;
+  pid: number;
+  port: number;
+  /** The cookie the client authenticates with through it. */
+  cookieFile: string;
+  proc: ChildProcess;
+}
+
+let nextPort = 7200;
+async function startProxy(name: string, opts: { perfMap?: boolean } = {}): Promise<Proxy> {
+  const port = nextPort++;
+  const listen = `127.0.0.1:${port}`;
+  const backend = `${BACKEND.host}:${BACKEND.port}`;
+  const nodeFlags = opts.perfMap ? ['--perf-basic-prof'] : [];
+  let proc: ChildProcess;
+  let cookieFile = backendCookie;
+  if (name === 'haproxy') {
+    const cfgFile = join(dir, `haproxy-${port}.cfg`);
+    await writeFile(
+      cfgFile,
+      ['global', '\tmaxconn 9000', 'defaults', '\tmode tcp', '\ttimeout connect 10s', '\ttimeout client 600s', '\ttimeout server 600s',
+        'frontend f', `\tbind ${listen}`, '\tdefault_backend b', 'backend b', `\tserver s1 ${backend}`, ''].join('\n'),
+    );
+    proc = start('haproxy', ['-db', '-f', cfgFile]);
+  } else if (name === 'bridgectl' || name === 'bridgectl-js') {
+    cookieFile = staticCookie;
+    proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn'],
+      name === 'bridgectl-js' ? { BRIDGECTL_NO_SPLICE: '1' } : {});
+  } else if (name === 'node-pipe') {
+    proc = start(process.execPath, [...nodeFlags, join(here, 'pipe-proxy.js'), '--listen', listen, '--backend', backend]);
+  } else throw new Error(`unknown proxy ${name}`);
+  await untilListening(port, proc);
+  return { name, pid: proc.pid!, port, cookieFile, proc };
+}
+
+function load(p: Proxy, mode: string, args: Record<string, number>): ChildProcess {
+  const a = [join(here, 'load.js'), mode, '--port', String(p.port), '--cookie-file', p.cookieFile];
+  for (const [k, v] of Object.entries(args)) a.push(`--${k}`, String(v));
+  return start(process.execPath, a);
+}
+
+async function runLoad(p: Proxy, mode: string, args: Record<string, number>): Promise<Record<string, number>> {
+  const c = load(p, mode, args);
+  const r = await line(c);
+  await new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)));
+  return r;
+}
+
+/** perf record on a pid until the returned function is called; resolves with the report's top lines. */
+function perfRecord(pid: number, name: string): () => Promise<string> {
+  const file = join(dir, `perf-${name}.data`);
+  const rec = spawn('perf', ['record', '-F', '499', '-g', '-p', String(pid), '-o', file], { stdio: 'ignore' });
+  return async () => {
+    const exited = new Promise((r) => rec.once('exit', r));
+    rec.kill('SIGINT');
+    await exited;
+    const rep = spawn('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,sym', '-g', 'none', '--percent-limit', '1.5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    rep.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    await new Promise((r) => rep.once('exit', r));
+    return text
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'))
+      .slice(0, 30)
+      .join('\n');
+  };
+}
+
+interface Row {
+  bulk?: { cpu: number; bytes: number; wallMs: number };
+  rate?: { sessions: number; failed: number; ms: number; cpu: number; busy: number[] };
+  idle?: { held: number; failed: number; rssBefore: number; rssAfter: number };
+}
+const results = new Map<string, Row>();
+const row = (n: string): Row => {
+  let r = results.get(n);
+  if (!r) results.set(n, (r = {}));
+  return r;
+};
+const profiles: string[] = [];
+
+const backendProc = start(process.execPath, [join(here, 'fake-extorport.js'), '--listen', `${BACKEND.host}:${BACKEND.port}`, '--cookie-file', backendCookie]);
+await untilListening(BACKEND.port, backendProc);
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+log(`bench: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${quick ? 'quick' : 'full'} run, proxies: ${proxyNames.join(', ')}`);
+
+if (only.has('bulk')) {
+  for (let round = 0; round < cfg.rounds; round++) {
+    for (const name of proxyNames) {
+      const p = await startProxy(name, { perfMap: perf && round === 0 });
+      await runLoad(p, 'bulk', { streams: 2, bytes: 32 << 20 }); // warm-up
+      const stopPerf = perf && round === 0 ? perfRecord(p.pid, name) : null;
+      const c0 = cpuSeconds(p.pid);
+      const r = await runLoad(p, 'bulk', { streams: cfg.bulkStreams, bytes: cfg.bulkBytes });
+      const cpu = cpuSeconds(p.pid) - c0;
+      if (stopPerf) profiles.push(`### ${name}, bulk\n\n\`\`\`\n${await stopPerf()}\n\`\`\``);
+      await stop(p.proc);
+      const b = (row(name).bulk ??= { cpu: 0, bytes: 0, wallMs: 0 });
+      b.cpu += cpu;
+      b.bytes += r.bytes!;
+      b.wallMs += r.ms!;
+      log(`bulk ${name} round ${round + 1}: ${(r.bytes! / GiB).toFixed(2)} GiB in ${(r.ms! / 1000).toFixed(1)} s, ${cpu.toFixed(2)} CPU s`);
+    }
+  }
+}
+
+if (only.has('rate')) {
+  for (let round = 0; round < cfg.rounds; round++) {
+    for (const name of proxyNames.filter((n) => n !== 'node-pipe' || proxyNames.length === 1)) {
+      const p = await startProxy(name, { perfMap: perf && round === 0 });
+      await runLoad(p, 'rate', { concurrency: cfg.rateConcurrency, seconds: 1 }); // warm-up
+      const stopPerf = perf && round === 0 ? perfRecord(p.pid, name) : null;
+      const c0 = cpuSeconds(p.pid);
+      const m0 = machineBusy();
+      const r = await runLoad(p, 'rate', { concurrency: cfg.rateConcurrency, seconds: cfg.rateSeconds });
+      const cpu = cpuSeconds(p.pid) - c0;
+      const busy = machineBusy(m0);
+      if (stopPerf) profiles.push(`### ${name}, session rate\n\n\`\`\`\n${await stopPerf()}\n\`\`\``);
+      await stop(p.proc);
+      const x = (row(name).rate ??= { sessions: 0, failed: 0, ms: 0, cpu: 0, busy: [] });
+      x.sessions += r.sessions!;
+      x.failed += r.failed!;
+      x.ms += r.ms!;
+      x.cpu += cpu;
+      x.busy.push(busy);
+      log(`rate ${name} round ${round + 1}: ${Math.round((r.sessions! * 1000) / r.ms!)}/s, ${r.failed} failed, ${cpu.toFixed(2)} CPU s, machine ${(busy * 100).toFixed(0)}% busy`);
+    }
+  }
+}
+
+if (only.has('idle')) {
+  for (const name of proxyNames) {
+    const p = await startProxy(name);
+    // Warm-up: some sessions come and go first, so that start-up allocations are not counted.
+    await runLoad(p, 'rate', { concurrency: 32, seconds: 1 });
+    await sleep(1000);
+    const rssBefore = rssBytes(p.pid);
+    const c = load(p, 'idle', { sessions: cfg.idleSessions, concurrency: 100 });
+    const r = await line(c);
+    await sleep(2000);
+    const rssAfter = rssBytes(p.pid);
+    c.stdin!.end();
+    await new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)));
+    await stop(p.proc);
+    row(name).idle = { held: r.held!, failed: r.failed!, rssBefore, rssAfter };
+    log(`idle ${name}: ${r.held} held (${r.failed} failed), RSS ${(rssBefore / 1e6).toFixed(1)} → ${(rssAfter / 1e6).toFixed(1)} MB`);
+  }
+}
+
+await stop(backendProc);
+
+// ---- the table ----
+const base = results.get('haproxy');
+const fmt = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(d));
+const bulkOf = (r?: Row): number | undefined => (r?.bulk ? r.bulk.cpu / (r.bulk.bytes / GiB) : undefined);
+const rateOf = (r?: Row): number | undefined => (r?.rate ? (r.rate.sessions * 1000) / r.rate.ms : undefined);
+const rateCpuOf = (r?: Row): number | undefined => (r?.rate ? (r.rate.cpu * 1e6) / r.rate.sessions : undefined);
+const idleOf = (r?: Row): number | undefined => (r?.idle && r.idle.held ? (r.idle.rssAfter - r.idle.rssBefore) / r.idle.held / 1000 : undefined);
+const metrics: { name: string; get: (r?: Row) => number | undefined; d: number; target: string }[] = [
+  { name: 'a. CPU s per GiB relayed (bulk)', get: bulkOf, d: 3, target: '≤ 1.00' },
+  { name: 'b. sessions/s (auth end to end)', get: rateOf, d: 0, target: '≥ 1.00' },
+  { name: '   proxy CPU µs per session', get: rateCpuOf, d: 0, target: '' },
+  { name: 'c. RSS growth per idle session, kB', get: idleOf, d: 2, target: '≤ 1.00' },
+];
+const names = [...results.keys()];
+const lines: string[] = [];
+lines.push(`| metric | ${names.join(' | ')} | ${names.filter((n) => n !== 'haproxy').map((n) => `${n} ÷ haproxy`).join(' | ')} | target |`);
+lines.push(`|---|${names.map(() => '--:').join('|')}|${names.filter((n) => n !== 'haproxy').map(() => '--:').join('|')}|---|`);
+for (const m of metrics) {
+  const vals = names.map((n) => fmt(m.get(results.get(n)), m.d));
+  const b = m.get(base);
+  const ratios = names.filter((n) => n !== 'haproxy').map((n) => {
+    const v = m.get(results.get(n));
+    return v === undefined || b === undefined || !m.target ? '' : `${fmt(v / b)}×`;
+  });
+  lines.push(`| ${m.name} | ${vals.join(' | ')} | ${ratios.join(' | ')} | ${m.target} |`);
+}
+const detail: string[] = [];
+for (const [n, r] of results) {
+  const parts: string[] = [];
+  if (r.bulk) parts.push(`bulk ${(r.bulk.bytes / GiB).toFixed(1)} GiB through in ${(r.bulk.wallMs / 1000).toFixed(1)} s (${((r.bulk.bytes / GiB) / (r.bulk.wallMs / 1000)).toFixed(2)} GiB/s), ${r.bulk.cpu.toFixed(2)} CPU s`);
+  if (r.rate) parts.push(`rate ${r.rate.sessions} sessions in ${(r.rate.ms / 1000).toFixed(1)} s, ${r.rate.failed} failed, machine ${r.rate.busy.map((b) => `${(b * 100).toFixed(0)}%`).join('/')} busy`);
+  if (r.idle) parts.push(`idle ${r.idle.held} held (${r.idle.failed} failed), RSS ${(r.idle.rssBefore / 1e6).toFixed(1)} → ${(r.idle.rssAfter / 1e6).toFixed(1)} MB`);
+  detail.push(`- ${n}: ${parts.join('; ')}`);
+}
+const header = [
+  `${new Date().toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · ${(totalmem() / GiB).toFixed(1)} GiB RAM · Node ${process.version} · ${quick ? 'quick' : 'full'} run`,
+  `bulk: ${cfg.rounds} round(s) × ${cfg.bulkStreams} streams × ${cfg.bulkBytes / (1 << 20)} MiB (half upload, half download); rate: ${cfg.rounds} × ${cfg.rateSeconds} s at concurrency ${cfg.rateConcurrency}; idle: ${cfg.idleSessions} sessions`,
+];
+process.stdout.write(`${header.join('\n')}\n\n${lines.join('\n')}\n\n${detail.join('\n')}\n`);
+if (profiles.length) process.stdout.write(`\n## perf profiles\n\n${profiles.join('\n\n')}\n`);
