@@ -1,0 +1,161 @@
+// The supervisor's own metrics, read from Bridge.status() at each scrape (collect callbacks): the
+// twins, the balancer's counters and the transport. Counters mirror the balancer's and supervisor's
+// running totals, so they are monotonic for as long as those live (a restart of bridgectl resets
+// them, which Prometheus handles as a counter reset).
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { BridgeStatus } from '../supervisor/index.js';
+import type { BackendStats, ListenerStats } from '../balancer/index.js';
+
+const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
+const TRANSPORT_STATES = ['starting', 'running', 'backoff', 'failed', 'stopping', 'stopped'] as const;
+
+/** Listener counters of the balancer: field, metric name suffix, help. */
+const LISTENER_COUNTERS: Array<[keyof ListenerStats, string, string]> = [
+  ['accepted', 'accepted_total', 'Connections the balancer accepted from the transport'],
+  ['established', 'established_total', "Sessions that reached a twin's OKAY/DENY"],
+  ['authFailures', 'auth_failures_total', 'Transports that failed the static Extended ORPort cookie'],
+  ['protocolErrors', 'protocol_errors_total', 'Transports that sent something malformed'],
+  ['handshakeTimeouts', 'handshake_timeouts_total', 'Sessions closed because the handshake took too long'],
+  ['idleTimeouts', 'idle_timeouts_total', 'Sessions closed because no byte went either way for idleTimeoutMs'],
+  ['rejectedOverCap', 'rejected_over_cap_total', 'Connections dropped at once because maxSessions were open'],
+  ['noBackend', 'no_backend_total', 'Sessions dropped because no twin was up (or every up twin failed them)'],
+  ['replays', 'replays_total', 'Times a session was replayed on another twin after one failed'],
+  ['localErrors', 'local_errors_total', 'Backend connections that failed for a local reason (no source port, no fds)'],
+];
+
+/** Per-twin counters of the balancer. */
+const BACKEND_COUNTERS: Array<[keyof BackendStats, string, string]> = [
+  ['total', 'sessions_total', "Sessions the twin took (reached its OKAY/DENY)"],
+  ['authFailures', 'auth_failures_total', 'Handshakes the twin failed (it refused our cookie or proved another one)'],
+  ['connectFailures', 'connect_failures_total', "Connections to the twin refused, reset, timed out or closed before its OKAY"],
+];
+
+type Num = number | null | undefined;
+const finite = (v: Num): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * Registers the bridge's metrics on `registry`; every value is read from `getStatus()` when the
+ * registry is collected. Prefix: `bridgectl_`. Per-twin series carry `instance="<name>"`.
+ */
+export function registerBridgeMetrics(registry: Registry, getStatus: () => BridgeStatus, label = 'instance'): void {
+  // One status per collection: every collect callback of a scrape runs within the same tick of
+  // registry.metrics(); re-reading it for each metric would be wasteful, not wrong.
+  let cached: { at: number; st: BridgeStatus } | null = null;
+  const status = (): BridgeStatus => {
+    const now = Date.now();
+    if (!cached || now - cached.at > 50) cached = { at: now, st: getStatus() };
+    return cached.st;
+  };
+  const reg = [registry];
+
+  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeStatus) => void): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: reg,
+      collect() {
+        this.reset();
+        fill(this, status());
+      },
+    });
+  };
+  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>, st: BridgeStatus) => void): void => {
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: reg,
+      collect() {
+        this.reset();
+        fill(this, status());
+      },
+    });
+  };
+
+  gauge('bridgectl_ready', 'Whether the bridge is ready (balancer listening, transport up, a twin bootstrapped)', [], (g, st) =>
+    g.set(st.ready ? 1 : 0),
+  );
+  gauge('bridgectl_start_time_seconds', 'When this bridgectl supervisor started (Unix time)', [], (g, st) => g.set(st.startedAt / 1000));
+  gauge('bridgectl_uptime_seconds', 'How long this bridgectl supervisor has been running', [], (g, st) =>
+    g.set((Date.now() - st.startedAt) / 1000),
+  );
+  gauge('bridgectl_instances', 'Router twins the supervisor runs', [], (g, st) => g.set(st.instances.length));
+
+  // --- the twins ---
+  gauge('bridgectl_instance_up', "1 when the twin's tor runs and has bootstrapped", [label], (g, st) => {
+    for (const i of st.instances) g.set({ [label]: i.name }, i.state === 'running' ? 1 : 0);
+  });
+  gauge('bridgectl_instance_state', 'The twin\'s state (1 for the current one)', [label, 'state'], (g, st) => {
+    for (const i of st.instances) for (const s of INSTANCE_STATES) g.set({ [label]: i.name, state: s }, i.state === s ? 1 : 0);
+  });
+  gauge('bridgectl_instance_info', "The twin's identity (always 1)", [label, 'fingerprint'], (g, st) => {
+    for (const i of st.instances) g.set({ [label]: i.name, fingerprint: i.fingerprint ?? '' }, 1);
+  });
+  counter('bridgectl_instance_restarts_total', "Times the supervisor restarted the twin's tor", [label], (c, st) => {
+    for (const i of st.instances) c.inc({ [label]: i.name }, i.restarts);
+  });
+  gauge('bridgectl_instance_bootstrap_percent', "The twin's tor bootstrap progress", [label], (g, st) => {
+    for (const i of st.instances) g.set({ [label]: i.name }, i.bootstrap);
+  });
+  gauge('bridgectl_instance_uptime_seconds', "How long the twin's tor process has been running", [label], (g, st) => {
+    for (const i of st.instances) if (finite(i.uptimeMs)) g.set({ [label]: i.name }, i.uptimeMs / 1000);
+  });
+  gauge('bridgectl_instance_pid', "The twin's tor process id", [label], (g, st) => {
+    for (const i of st.instances) if (finite(i.pid)) g.set({ [label]: i.name }, i.pid);
+  });
+
+  // --- the balancer, per twin ---
+  const backends = (st: BridgeStatus): BackendStats[] => st.balancer?.backends ?? [];
+  gauge('bridgectl_balancer_backend_up', '1 when the balancer sends new sessions to the twin', [label], (g, st) => {
+    for (const b of backends(st)) g.set({ [label]: b.name }, b.up ? 1 : 0);
+  });
+  gauge('bridgectl_balancer_backend_draining', '1 while the twin is being removed (no new sessions)', [label], (g, st) => {
+    for (const b of backends(st)) g.set({ [label]: b.name }, b.draining ? 1 : 0);
+  });
+  gauge('bridgectl_balancer_backend_sessions', 'Sessions relayed to the twin right now', [label], (g, st) => {
+    for (const b of backends(st)) g.set({ [label]: b.name }, b.current);
+  });
+  for (const [field, suffix, help] of BACKEND_COUNTERS) {
+    counter(`bridgectl_balancer_backend_${suffix}`, help, [label], (c, st) => {
+      for (const b of backends(st)) c.inc({ [label]: b.name }, b[field] as number);
+    });
+  }
+  counter(
+    'bridgectl_balancer_backend_bytes_total',
+    'Bytes relayed after the handshake: direction="to_twin" (from the transport) or "from_twin"',
+    [label, 'direction'],
+    (c, st) => {
+      for (const b of backends(st)) {
+        c.inc({ [label]: b.name, direction: 'to_twin' }, b.bytesToBackend);
+        c.inc({ [label]: b.name, direction: 'from_twin' }, b.bytesFromBackend);
+      }
+    },
+  );
+
+  // --- the balancer's listener ---
+  gauge('bridgectl_balancer_up', '1 when the balancer listens', [], (g, st) => g.set(st.balancer?.listen ? 1 : 0));
+  gauge('bridgectl_balancer_sessions', 'Sessions open now (in handshake or relaying)', [], (g, st) => {
+    if (st.balancer) g.set(st.balancer.sessions.current);
+  });
+  gauge('bridgectl_balancer_bind_address_no_port', '1 when backend connections use IP_BIND_ADDRESS_NO_PORT', [], (g, st) => {
+    if (st.balancer) g.set(st.balancer.bindAddressNoPort ? 1 : 0);
+  });
+  for (const [field, suffix, help] of LISTENER_COUNTERS) {
+    counter(`bridgectl_balancer_${suffix}`, help, [], (c, st) => {
+      if (st.balancer) c.inc(st.balancer.sessions[field]);
+    });
+  }
+
+  // --- the transport ---
+  gauge('bridgectl_transport_up', '1 when the pluggable transport reported SMETHODS DONE and runs', ['transport'], (g, st) => {
+    if (st.transport) g.set({ transport: st.transport.name }, st.transport.state === 'running' ? 1 : 0);
+  });
+  gauge('bridgectl_transport_state', "The transport's state (1 for the current one)", ['transport', 'state'], (g, st) => {
+    const t = st.transport;
+    if (t) for (const s of TRANSPORT_STATES) g.set({ transport: t.name, state: s }, t.state === s ? 1 : 0);
+  });
+  counter('bridgectl_transport_restarts_total', 'Times the supervisor restarted the transport', ['transport'], (c, st) => {
+    if (st.transport) c.inc({ transport: st.transport.name }, st.transport.restarts);
+  });
+}
