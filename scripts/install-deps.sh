@@ -10,9 +10,11 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
 fi
 
 missing=()
-for cmd in tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps; do
+for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
+# Headers for the sd-notify binding (systemd readiness), built by npm ci.
+[ -e /usr/include/systemd/sd-daemon.h ] || missing+=(libsystemd-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" != 0 ]; then

@@ -2,12 +2,12 @@
 // twins (issue 4 acceptance 1-4).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile, rm } from 'node:fs/promises';
+import { writeFile, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { stringify } from 'yaml';
+import { stringify, parse as parseYaml } from 'yaml';
 import { startLab, startClient, fetchViaSocks, freePort, type Lab, type LabClient } from '../src/lab/index.js';
 import type { BridgeStatus } from '../src/supervisor/index.js';
 import { cli, cliBackground, pidsWith, procName, tmp, waitFor, testLogger } from './helpers.js';
@@ -66,7 +66,12 @@ before(async () => {
   lab = await startLab({ dir: join(dir, 'net'), logger: testLogger });
   dataDir = join(dir, 'bridge');
   configFile = join(dir, 'bridgectl.yaml');
-  await writeConfig(configFile, { name: 'obfs4', command: [OBFS4], listen: `127.0.0.1:${await freePort()}` });
+  // The transport section of the worked example in templates/, on a lab address.
+  const example = parseYaml(await readFile(new URL('../../templates/transports/obfs4proxy.yaml', import.meta.url), 'utf8')) as {
+    transport: Record<string, unknown>;
+  };
+  assert.equal(example.transport.command?.toString(), OBFS4);
+  await writeConfig(configFile, { ...example.transport, listen: `127.0.0.1:${await freePort()}`, publicAddress: undefined });
   const init = await cli(['init', '--config', configFile]);
   assert.equal(init.exitCode, 0, init.all);
 });
