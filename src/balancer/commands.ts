@@ -8,11 +8,12 @@ import { formatEndpoint } from './address.js';
 import { parsePtServerEnv } from './pt.js';
 
 export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend ADDR=COOKIEFILE [--backend ...]
-                         [--listen ADDR] [--source-range CIDR] [--log-level LEVEL]
+                         [--listen ADDR] [--source-range CIDR] [--handshake-timeout MS] [--log-level LEVEL]
   --listen ADDR          where the transport connects as to an Extended ORPort (default ${DEFAULT_LISTEN})
   --cookie FILE          the static cookie file the transport authenticates with
   --backend ADDR=FILE    a tor's ExtORPort and the cookie file it writes (repeat for each tor)
-  --source-range CIDR    source addresses for connections to the tors (default ${DEFAULT_SOURCE_RANGE})`;
+  --source-range CIDR    source addresses for connections to the tors (default ${DEFAULT_SOURCE_RANGE})
+  --handshake-timeout MS the transport's handshake plus finding a tor, at most (default 30000)`;
 
 export const EXTOR_STATIC_COOKIE_USAGE = `usage: bridgectl extor-static-cookie COOKIEFILE
   A managed server transport (pt-spec) for tor's ServerTransportPlugin, replacing the old
@@ -67,6 +68,7 @@ export async function balancerCommand(argv: string[]): Promise<number> {
         cookie: { type: 'string' },
         backend: { type: 'string', multiple: true },
         'source-range': { type: 'string' },
+        'handshake-timeout': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -85,11 +87,17 @@ export async function balancerCommand(argv: string[]): Promise<number> {
     process.stderr.write(`--cookie and at least one --backend are required\n${BALANCER_USAGE}\n`);
     return 2;
   }
+  const hsTimeout = values['handshake-timeout'];
+  const handshakeTimeoutMs = hsTimeout === undefined ? undefined : Number(hsTimeout);
+  if (handshakeTimeoutMs !== undefined && !(Number.isInteger(handshakeTimeoutMs) && handshakeTimeoutMs > 0)) {
+    process.stderr.write(`--handshake-timeout: expected milliseconds > 0, got ${hsTimeout}\n${BALANCER_USAGE}\n`);
+    return 2;
+  }
   const logger = stderrLogger(values['log-level'] ?? 'info');
   let balancer: Balancer;
   try {
     const staticCookie = await readCookieFile(values.cookie);
-    balancer = createBalancer({ listen: values.listen ?? DEFAULT_LISTEN, staticCookie, sourceRange: values['source-range'], logger });
+    balancer = createBalancer({ listen: values.listen ?? DEFAULT_LISTEN, staticCookie, sourceRange: values['source-range'], handshakeTimeoutMs, logger });
     for (const spec of values.backend) {
       const eq = spec.lastIndexOf('=');
       if (eq <= 0) throw new Error(`--backend ${spec}: expected ADDR=COOKIEFILE`);

@@ -2,7 +2,7 @@ import { watch } from 'chokidar';
 import { readFile } from 'node:fs/promises';
 import { loadConfig, setInstancesInFile, ConfigError, type ResolvedConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
-import { Bridge } from '../supervisor/index.js';
+import { Bridge, preflight } from '../supervisor/index.js';
 import { parse, makeLogger } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
 
@@ -10,6 +10,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' } });
   const { config, file } = loadConfig(values.config);
   const logger = makeLogger(config.logLevel);
+  await preflight(config);
   const keys = await verifyIdentity(identityDir(config), instanceTargets(config));
   if (!keys.ok) {
     throw new Error(`the instances do not share one pinned identity; run "bridgectl init" first:\n  ${keys.problems.join('\n  ')}`);

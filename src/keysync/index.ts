@@ -23,3 +23,20 @@ export {
   type VerifyResult,
   type KeyTarget,
 } from './sync.js';
+export {
+  exportKeys,
+  writeKeyArchive,
+  parseKeyArchive,
+  readKeyArchive,
+  importKeys,
+  KeyArchiveError,
+  KEY_ARCHIVE_FORMAT,
+  KEY_ARCHIVE_VERSION,
+  REQUIRED_ARCHIVE_FILES,
+  type KeyArchive,
+  type ArchivedFile,
+  type LoadedKeyArchive,
+  type ExportOptions,
+  type ImportOptions,
+  type ImportResult,
+} from './archive.js';

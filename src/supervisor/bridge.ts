@@ -87,7 +87,15 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       idleTimeoutMs: c.balancer.idleTimeoutMs,
       maxSessions: c.balancer.maxSessions,
     });
-    const addr = await balancer.start();
+    let addr: { host: string; port: number };
+    try {
+      addr = await balancer.start();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new Error(
+        `the balancer cannot listen on ${c.balancer.listen}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`,
+      );
+    }
     this.balancer = balancer;
     this.logger.info({ listen: `${addr.host}:${addr.port}` }, 'balancer listening');
 
@@ -97,6 +105,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         (e: Error) => this.logger.warn({ instance: s.name, err: e.message }, 'cannot add twin to the balancer yet'),
       );
     });
+    this.twins.on('fatal', (msg) => this.emit('fatal', msg));
     this.twins.on('down', (s, reason) => {
       try {
         balancer.markDown(s.name, `tor ${reason}`);

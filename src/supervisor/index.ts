@@ -1,5 +1,5 @@
 // Public face of the supervisor: spawns and watches the tor instances (and, later, the transport).
-export { Supervisor, type InstanceStatus, type InstanceState, type SupervisorEvents } from './supervisor.js';
+export { Supervisor, torComplaint, MAX_EARLY_TOR_EXITS, type InstanceStatus, type InstanceState, type SupervisorEvents } from './supervisor.js';
 export { backoffDelay, nextFailures, parseTorLogLine, type BackoffPolicy } from './backoff.js';
 export { renderInstanceTorrc, fillTemplate, templatesDir } from './render.js';
 export {
@@ -15,3 +15,4 @@ export {
 export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bridgeLine, type PtMessage } from './ptproto.js';
 export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents } from './bridge.js';
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
+export { preflight } from './preflight.js';

@@ -41,6 +41,9 @@ interface Instance {
   child: Child | null;
   control: TorControl | null;
   failures: number;
+  /** Exits in a row before bootstrapping, while it never bootstrapped at all. */
+  earlyExits: number;
+  everBootstrapped: boolean;
   wake: (() => void) | null;
   loop: Promise<void> | null;
   removing: boolean;
@@ -57,6 +60,19 @@ const TOR_LEVEL: Record<string, 'debug' | 'info' | 'warn' | 'error'> = {
 export interface SupervisorEvents {
   bootstrapped: [InstanceStatus];
   down: [InstanceStatus, string];
+  /** An instance that never got going: it exited this many times in a row before bootstrapping. */
+  fatal: [string];
+}
+
+/** Exits in a row, each before bootstrapping, after which a never-started instance is a start-up fault. */
+export const MAX_EARLY_TOR_EXITS = 3;
+
+/** tor's own complaint from its last lines: the [err] and [warn] lines, else the last line. */
+export function torComplaint(lines: string[]): string {
+  const bad = lines.map(parseTorLogLine).filter((l) => l.level === 'err' || l.level === 'warn');
+  const useful = bad.filter((l) => !/TestingTorNetwork|SafeLogging|as root|DirAuthority|ContactInfo/.test(l.msg));
+  const pick = (useful.length ? useful : bad).map((l) => l.msg);
+  return (pick.length ? pick.slice(-3) : lines.slice(-1)).join(' | ');
 }
 
 export class Supervisor extends EventEmitter<SupervisorEvents> {
@@ -101,6 +117,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       child: null,
       control: null,
       failures: 0,
+      earlyExits: 0,
+      everBootstrapped: false,
       wake: null,
       loop: null,
       removing: false,
@@ -203,6 +221,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         log.info({ reason }, 'tor stopped');
         break;
       }
+      if (!inst.everBootstrapped && ++inst.earlyExits >= MAX_EARLY_TOR_EXITS) {
+        inst.status.state = 'failed';
+        const msg = `tor instance ${inst.layout.name} cannot start (${reason} ${inst.earlyExits} times before bootstrapping): ${torComplaint(exit.lastLines)}`;
+        log.error({ lastLines: exit.lastLines }, msg);
+        this.emit('fatal', msg);
+        return;
+      }
       inst.failures = nextFailures(inst.failures, ran, this.policy);
       const delay = backoffDelay(inst.failures, this.policy);
       inst.status.restarts++;
@@ -245,6 +270,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       inst.status.orPort = parseQuotedList(await ctl.getInfo('net/listeners/or'))[0] ?? null;
       inst.status.bootstrappedAt = this.now();
       inst.status.state = 'running';
+      inst.everBootstrapped = true;
+      inst.earlyExits = 0;
       log.info({ fingerprint: inst.status.fingerprint, orPort: inst.status.orPort }, 'tor bootstrapped');
       this.emit('bootstrapped', { ...inst.status });
     } catch (e) {

@@ -30,13 +30,26 @@ export interface SpawnOptions {
   keepLines?: number;
 }
 
+/**
+ * Variables that belong to the supervisor alone: systemd's notification socket and watchdog (a
+ * child that inherits NOTIFY_SOCKET, as tor built with systemd support does, would announce
+ * READY=1 on the supervisor's behalf) and the lab's marker.
+ */
+const PRIVATE_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES'];
+
+export function childEnv(extra: Record<string, string> = {}, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (v !== undefined && !PRIVATE_ENV.includes(k)) env[k] = v;
+  return { ...env, ...extra };
+}
+
 export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}): Child {
   const keep = opts.keepLines ?? 20;
   const lastLines: string[] = [];
   const sub: ResultPromise = execa('setpriv', ['--pdeathsig', 'TERM', '--', file, ...args], {
     cwd: opts.cwd,
-    env: opts.env,
-    extendEnv: opts.extendEnv ?? true,
+    env: opts.extendEnv === false ? (opts.env ?? {}) : childEnv(opts.env),
+    extendEnv: false,
     stdin: opts.keepStdin ? 'pipe' : 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
