@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import pino from 'pino';
+import { dialExtOr, readCookieFile, CMD } from '../src/extor-cookie/index.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -63,4 +64,48 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(everyMs);
   }
+}
+
+/**
+ * Sessions as a transport makes them (static cookie, USERADDR, TRANSPORT, DONE → tor's OKAY),
+ * `concurrency` at a time, until stop(). Counts successes and keeps every failure.
+ */
+export function extOrLoad(port: number, cookieFile: string, concurrency = 4) {
+  let ok = 0;
+  const failures: string[] = [];
+  let running = true;
+  const workers = (async () => {
+    const cookie = await readCookieFile(cookieFile);
+    await Promise.all(
+      Array.from({ length: concurrency }, async (_, w) => {
+        for (let n = 0; running && n < 100_000; n++) {
+          try {
+            const r = await dialExtOr({
+              host: '127.0.0.1',
+              port,
+              cookie,
+              userAddr: `198.51.100.${w + 1}:${1000 + (n % 60000)}`,
+              transport: 'obfs4',
+              timeoutMs: 15_000,
+            });
+            r.socket.destroy();
+            if (r.reply.type === CMD.OKAY) ok++;
+            else failures.push(`reply ${r.reply.type.toString(16)}`);
+          } catch (e) {
+            failures.push((e as Error).message);
+          }
+        }
+      }),
+    );
+  })();
+  return {
+    get ok() {
+      return ok;
+    },
+    failures,
+    stop: async () => {
+      running = false;
+      await workers;
+    },
+  };
 }

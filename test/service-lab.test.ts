@@ -9,10 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { stringify, parse as parseYaml } from 'yaml';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
-import { dialExtOr, readCookieFile } from '../src/extor-cookie/index.js';
 import { connectControl } from '../src/tor/index.js';
 import { controlRequest, type BridgeStatus } from '../src/supervisor/index.js';
-import { CLI, cli, pidsWith, procName, tmp, waitFor, testLogger } from './helpers.js';
+import { CLI, cli, extOrLoad, pidsWith, procName, tmp, waitFor, testLogger } from './helpers.js';
 
 const RECV = fileURLToPath(new URL('../../test/fixtures/notify-recv.py', import.meta.url));
 let lab: Lab;
@@ -45,47 +44,6 @@ const status = async (): Promise<BridgeStatus> => {
   assert.equal(r.exitCode, 0, r.all);
   return JSON.parse(r.stdout) as BridgeStatus;
 };
-
-/** Sessions as a transport makes them (static cookie, USERADDR, TRANSPORT, DONE → tor's OKAY), in a loop. */
-function load(concurrency = 4) {
-  let ok = 0;
-  const failures: string[] = [];
-  let running = true;
-  const workers = (async () => {
-    const cookie = await readCookieFile(join(dataDir, 'static_extended_orport_auth_cookie'));
-    await Promise.all(
-      Array.from({ length: concurrency }, async (_, w) => {
-        for (let n = 0; running && n < 100_000; n++) {
-          try {
-            const r = await dialExtOr({
-              host: '127.0.0.1',
-              port: balancerPort,
-              cookie,
-              userAddr: `198.51.100.${w + 1}:${1000 + (n % 60000)}`,
-              transport: 'obfs4',
-              timeoutMs: 15_000,
-            });
-            r.socket.destroy();
-            if (r.reply.type === 0x1000) ok++;
-            else failures.push(`reply ${r.reply.type.toString(16)}`);
-          } catch (e) {
-            failures.push((e as Error).message);
-          }
-        }
-      }),
-    );
-  })();
-  return {
-    get ok() {
-      return ok;
-    },
-    failures,
-    stop: async () => {
-      running = false;
-      await workers;
-    },
-  };
-}
 
 before(async () => {
   dir = await tmp('svc');
@@ -171,7 +129,7 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
 });
 
 test('add-instance under load: no failed session; the new twin carries sessions; the config file follows', { timeout: 150_000 }, async () => {
-  const l = load();
+  const l = extOrLoad(balancerPort, join(dataDir, 'static_extended_orport_auth_cookie'));
   await waitFor('some sessions', () => l.ok > 20, 30_000);
   const r = await cli(['add-instance', '--config', configFile]);
   assert.equal(r.exitCode, 0, r.all);
@@ -193,7 +151,7 @@ test('add-instance under load: no failed session; the new twin carries sessions;
 test('remove-instance under load: the twin drains and stops, no failed session, the config file follows', { timeout: 120_000 }, async () => {
   const before = await status();
   const victim = before.instances.find((i) => i.name === 'svc2')!;
-  const l = load();
+  const l = extOrLoad(balancerPort, join(dataDir, 'static_extended_orport_auth_cookie'));
   await waitFor('some sessions', () => l.ok > 20, 30_000);
   const r = await cli(['remove-instance', 'svc2', '--drain-seconds', '3', '--config', configFile]);
   assert.equal(r.exitCode, 0, r.all);
