@@ -2,7 +2,10 @@
 import { mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { readRotationState, type RotationPhase } from './rotation.js';
 import {
+  PIN_DIRS,
   readKeySet,
   hasIdentity,
   keyDifferences,
@@ -107,6 +110,8 @@ export interface VerifyResult {
   ok: boolean;
   fingerprint?: string;
   ed25519?: string;
+  /** Onion-key rotation phase (pinned when no rotation was ever made). */
+  rotation?: RotationPhase;
   problems: string[];
 }
 
@@ -117,6 +122,9 @@ export async function verifyIdentity(identityDir: string, instances: KeyTarget[]
   if (!hasIdentity(master)) {
     return { ok: false, problems: [`no bridge identity in ${keysOf(identityDir)}; run bridgectl init`] };
   }
+  // During a coordinated rotation the previous onion keys are .old files; they must be the same everywhere.
+  const rotation = await readRotationState(identityDir);
+  const previous: OldKeys = { ref: await readOldKeys(keysOf(identityDir)), who: 'the bridge\'s' };
   for (const i of instances) {
     const k = await readKeySet(keysOf(i.dataDir));
     for (const label of keyDifferences(master, k)) {
@@ -125,14 +133,62 @@ export async function verifyIdentity(identityDir: string, instances: KeyTarget[]
         `instance ${i.name}: ${label} differs from the bridge's (${file}: ${digest(k.get(file))} vs ${digest(master.get(file))})`,
       );
     }
-    const pins = await pinStatus(keysOf(i.dataDir));
-    for (const p of pins.problems) problems.push(`instance ${i.name}: ${p}`);
+    if (rotation && rotation.phase !== 'pinned') {
+      for (const p of await graceProblems(i.name, keysOf(i.dataDir), previous)) problems.push(p);
+    } else {
+      const pins = await pinStatus(keysOf(i.dataDir));
+      for (const p of pins.problems) problems.push(`instance ${i.name}: ${p}`);
+    }
   }
   const pub = master.get('ed25519_master_id_public_key');
   return {
     ok: problems.length === 0,
     fingerprint: rsaFingerprint(master.get('secret_id_key')!),
     ed25519: pub ? ed25519Identity(pub) : undefined,
+    rotation: rotation?.phase ?? 'pinned',
     problems,
   };
+}
+
+interface OldKeys {
+  /** The previous onion keys everyone must have as .old files (the bridge's copy, else the first twin's). */
+  ref: Buffer[] | null;
+  who: string;
+}
+
+/** The two .old files' contents, or null when they are not both files. */
+async function readOldKeys(keysDir: string): Promise<Buffer[] | null> {
+  const out: Buffer[] = [];
+  for (const d of PIN_DIRS) {
+    const s = await stat(join(keysDir, d)).catch(() => undefined);
+    if (!s?.isFile()) return null;
+    out.push(await readFile(join(keysDir, d)));
+  }
+  return out;
+}
+
+/**
+ * A twin during a rotation's rolling restart or grace period: pinned (not restarted yet, or added
+ * since), or the previous keys as .old files identical to everyone else's, or (once tor expired
+ * them itself) neither.
+ */
+async function graceProblems(name: string, keysDir: string, previous: OldKeys): Promise<string[]> {
+  const kinds = await Promise.all(
+    PIN_DIRS.map(async (d) => {
+      const s = await stat(join(keysDir, d)).catch(() => undefined);
+      return s ? (s.isDirectory() ? 'pin' : 'file') : 'none';
+    }),
+  );
+  const [a, b] = kinds;
+  if (a !== b) return [`instance ${name}: ${PIN_DIRS[0]} is ${a === 'none' ? 'missing' : `a ${a}`} but ${PIN_DIRS[1]} is ${b === 'none' ? 'missing' : `a ${b}`}`];
+  if (a !== 'file') return [];
+  const mine = await readOldKeys(keysDir);
+  if (!previous.ref) {
+    previous.ref = mine;
+    previous.who = `instance ${name}'s`;
+    return [];
+  }
+  return PIN_DIRS.filter((_, j) => !mine?.[j]?.equals(previous.ref![j]!)).map(
+    (d) => `instance ${name}: previous onion key ${d} differs from ${previous.who} (${digest(mine?.[PIN_DIRS.indexOf(d)])} vs ${digest(previous.ref![PIN_DIRS.indexOf(d)])})`,
+  );
 }
