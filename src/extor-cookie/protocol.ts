@@ -105,13 +105,14 @@ export function checkTransportCommand(cmd: ExtOrCommand): string | null {
   return null;
 }
 
-/** Parses a USERADDR body: `1.2.3.4:5678` or `[::1]:5678`. */
+/** Parses a USERADDR body: `1.2.3.4:5678` or `[::1]:5678` (port 1-65535, as tor takes it). */
 export function parseUserAddr(s: string): { host: string; port: number } | null {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(s);
   if (!m) return null;
   const host = m[1] ?? m[2] ?? '';
   const port = Number(m[3]);
-  if (port > 65535) return null;
+  // Tor 0.4.9 refuses port 0 ("Port "0" out of range") and closes the connection before its OKAY.
+  if (port < 1 || port > 65535) return null;
   if (m[1] !== undefined ? isIP(host) !== 6 : isIP(host) !== 4) return null;
   return { host, port };
 }
