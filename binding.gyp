@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "bind_no_port",
-      "sources": ["src/balancer/native/bind_no_port.c"],
+      "sources": ["src/balancer/native/bind_no_port.c", "src/balancer/native/splice_relay.c"],
+      "libraries": ["-lpthread"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]

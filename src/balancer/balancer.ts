@@ -6,6 +6,7 @@ import { parseEndpoint, parseSourceRange, type SourceRange } from './address.js'
 import { BackendPool, type BackendSpec, type BackendStats } from './pool.js';
 import { Session, emptyListenerStats, type ListenerStats } from './session.js';
 import { connectFrom, loadAddon, warnIfNoAddon } from './source-bind.js';
+import { spliceRelay, spliceUnavailableReason } from './splice.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:10000';
 export const DEFAULT_SOURCE_RANGE = '127.0.2.0/24';
@@ -30,12 +31,19 @@ export interface BalancerOptions {
   onBackendDown?: (name: string, reason: string) => void;
   /** Use IP_BIND_ADDRESS_NO_PORT through the native addon when it is built. Default true. */
   bindAddressNoPort?: boolean;
+  /**
+   * Relay established sessions in the kernel with splice(2) (the native addon's relay thread) when it
+   * is built and BRIDGECTL_NO_SPLICE is not 1; in JS otherwise. Default true.
+   */
+  splice?: boolean;
 }
 
 export interface BalancerStats {
   listen: { host: string; port: number } | null;
   /** Whether backend connections get IP_BIND_ADDRESS_NO_PORT (the native addon is loaded). */
   bindAddressNoPort: boolean;
+  /** Whether established sessions are relayed in the kernel (splice) rather than in JS. */
+  splice?: boolean;
   sourceRange: string;
   sessions: ListenerStats;
   backends: BackendStats[];
@@ -79,6 +87,8 @@ export function createBalancer(opts: BalancerOptions): Balancer {
   const noPort = opts.bindAddressNoPort ?? true;
   if (noPort) warnIfNoAddon(logger);
   const useNoPort = noPort && loadAddon() !== null;
+  const splice = opts.splice === false ? null : spliceRelay();
+  if (opts.splice !== false && !splice) logger.info({ reason: spliceUnavailableReason() }, 'relaying in JS (no splice relay)');
   const pool = new BackendPool();
   const stats = emptyListenerStats();
   const sessions = new Set<Session>();
@@ -105,6 +115,7 @@ export function createBalancer(opts: BalancerOptions): Balancer {
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     backendTimeoutMs: opts.backendTimeoutMs ?? 10_000,
     idleTimeoutMs: opts.idleTimeoutMs ?? 600_000,
+    splice,
     connect: (b: { host: string; port: number }) =>
       connectFrom({ host: b.host, port: b.port, localAddress: net.isIPv4(b.host) ? range.pick() : undefined, noPort }),
     backendFailed: (b: { spec: BackendSpec }, reason: string, authFailed: boolean) => backendFailed(b.spec.name, reason, authFailed),
@@ -142,7 +153,7 @@ export function createBalancer(opts: BalancerOptions): Balancer {
       });
       const a = srv.address() as net.AddressInfo;
       bound = { host: a.address, port: a.port };
-      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: useNoPort }, 'balancer listening');
+      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: useNoPort, splice: splice !== null }, 'balancer listening');
       return bound;
     },
 
@@ -191,9 +202,12 @@ export function createBalancer(opts: BalancerOptions): Balancer {
       if (l.maxSessions !== undefined) maxSessions = l.maxSessions;
     },
     stats() {
+      // Sessions in the splice relay: bring their byte counts up to date.
+      if (splice) for (const s of sessions) s.syncBytes();
       return {
         listen: bound,
         bindAddressNoPort: useNoPort,
+        splice: splice !== null,
         sourceRange: range.cidr,
         sessions: { ...stats },
         backends: pool.all().map((b) => ({ ...b.stats })),

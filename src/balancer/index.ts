@@ -12,5 +12,6 @@ export type { BackendSpec, BackendStats } from './pool.js';
 export type { ListenerStats } from './session.js';
 export { parseEndpoint, parseSourceRange, type Endpoint, type SourceRange } from './address.js';
 export { connectFrom, loadAddon, addonLoadError, type BindNoPortAddon } from './source-bind.js';
+export { spliceRelay, spliceUnavailableReason, type SpliceRelay, type RelayCloseHandler } from './splice.js';
 export { balancerCommand, extorStaticCookieCommand, BALANCER_USAGE, EXTOR_STATIC_COOKIE_USAGE } from './commands.js';
 export { parsePtServerEnv, type PtServerEnv } from './pt.js';
