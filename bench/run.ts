@@ -200,7 +200,7 @@ if (only.has('bulk')) {
 
 if (only.has('rate')) {
   for (let round = 0; round < cfg.rounds; round++) {
-    for (const name of proxyNames.filter((n) => n !== 'node-pipe' || proxyNames.length === 1)) {
+    for (const name of proxyNames) {
       const p = await startProxy(name, { perfMap: perf && round === 0 });
       await runLoad(p, 'rate', { concurrency: cfg.rateConcurrency, seconds: 1 }); // warm-up
       const stopPerf = perf && round === 0 ? perfRecord(p.pid, name) : null;

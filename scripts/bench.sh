@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# The native addon (IP_BIND_ADDRESS_NO_PORT, splice relay) is built by npm install; build it if missing.
-[ -f build/Release/bind_no_port.node ] || npx --yes node-gyp rebuild >/dev/null
+# The native addon (IP_BIND_ADDRESS_NO_PORT, the splice relay) is built by npm install; rebuild it
+# when it is missing or older than its sources, with the node-gyp that npm carries.
+addon=build/Release/bind_no_port.node
+if [ ! -f $addon ] || [ -n "$(find binding.gyp src/balancer/native -newer $addon)" ]; then
+  nodedir=$(npm config get nodedir 2>/dev/null || true)
+  case "$nodedir" in undefined | null) nodedir= ;; esac
+  node "$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js" rebuild ${nodedir:+--nodedir="$nodedir"} >/dev/null
+fi
 if [[ " $* " == *" --perf "* ]] && ! command -v perf >/dev/null; then
   echo "bench.sh: --perf needs perf (linux-perf)" >&2
   exit 1
