@@ -29,7 +29,7 @@ const status = async (file = configFile): Promise<BridgeStatus> => {
 const serverTransports = (): number[] =>
   pidsWith('/usr/bin/obfs4proxy').filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/environ`, 'utf8').includes('TOR_PT_SERVER_TRANSPORTS=');
+      return readFileSync(`/proc/${p}/environ`, 'utf8').includes(`TOR_PT_STATE_LOCATION=${join(dataDir, 'pt_state')}\0`);
     } catch {
       return false;
     }

@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -19,6 +20,7 @@ let dir: string;
 let dataDir: string;
 let configFile: string;
 let balancerPort: number;
+let metricsPort: number;
 let sup: ReturnType<typeof execa> | null = null;
 let supLog = '';
 const notes: string[] = [];
@@ -34,7 +36,7 @@ async function baseConfig(): Promise<Record<string, unknown>> {
     torrc: [...lab.torrcLines, 'PublishServerDescriptor 0'].join('\n') + '\n',
     restart: { initialDelayMs: 300 },
     balancer: { listen: `127.0.0.1:${balancerPort}` },
-    metrics: { torMetricsPort: 0 },
+    metrics: { listen: `127.0.0.1:${metricsPort}`, torMetricsPort: 10410 },
     transport: { name: 'obfs4', command: ['/usr/bin/obfs4proxy'], listen: `127.0.0.1:${await freePort()}` },
   };
 }
@@ -45,12 +47,26 @@ const status = async (): Promise<BridgeStatus> => {
   return JSON.parse(r.stdout) as BridgeStatus;
 };
 
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject);
+  });
+}
+
 before(async () => {
   dir = await tmp('svc');
   lab = await startLab({ dir: join(dir, 'net'), logger: testLogger });
   dataDir = join(dir, 'bridge');
   configFile = join(dir, 'bridgectl.yaml');
   balancerPort = await freePort();
+  metricsPort = await freePort();
   await writeFile(configFile, stringify(await baseConfig()));
   const init = await cli(['init', '--config', configFile]);
   assert.equal(init.exitCode, 0, init.all);
@@ -126,6 +142,18 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
     assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+running\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
   }
   assert.match(t.stdout, /transport obfs4: running/);
+});
+
+test('metrics: one scrape of the endpoint shows every twin, in tor\'s own metrics and the balancer\'s', { timeout: 60_000 }, async () => {
+  const body = await waitFor('a scrape with every twin', async () => {
+    const text = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`);
+    return ['svc1', 'svc2', 'svc3'].every((n) => text.includes(`bridgectl_tor_metrics_scrape_ok{instance="${n}"} 1`)) ? text : null;
+  }, 30_000, 500);
+  for (const n of ['svc1', 'svc2', 'svc3']) {
+    assert.match(body, new RegExp(`^tor_\\w+\\{[^}]*instance="${n}"[^}]*\\} `, 'm'), `tor's own metrics for ${n}`);
+    assert.match(body, new RegExp(`^bridgectl_\\w+\\{[^}]*instance="${n}"`, 'm'), `bridgectl's metrics for ${n}`);
+  }
+  assert.match(body, /^process_resident_memory_bytes /m);
 });
 
 test('add-instance under load: no failed session; the new twin carries sessions; the config file follows', { timeout: 150_000 }, async () => {

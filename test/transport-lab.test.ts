@@ -48,7 +48,7 @@ const status = async (): Promise<BridgeStatus> => {
 function serverTransportPids(): number[] {
   return pidsWith(OBFS4).filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/environ`, 'utf8').includes('TOR_PT_SERVER_TRANSPORTS=');
+      return readFileSync(`/proc/${p}/environ`, 'utf8').includes(`TOR_PT_STATE_LOCATION=${join(dataDir, 'pt_state')}\0`);
     } catch {
       return false;
     }
