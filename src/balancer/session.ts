@@ -222,7 +222,8 @@ export class Session {
         t,
         up,
         { idleMs: ctx.idleTimeoutMs, firstAtoB: this.early, firstBtoA: rest.length ? Buffer.concat([reply, rest]) : reply },
-        (reason, aToB, bToA) => this.relayClosed(reason, aToB, bToA),
+        // Bound, not an arrow: a closure made here would keep this scope, sockets and all, alive.
+        this.relayClosed.bind(this),
       );
       if (id !== null) {
         // The sockets are the relay's now: let go of them and of the handshake's buffers.
