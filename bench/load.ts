@@ -1,7 +1,9 @@
 // The load generator, a process of its own. Speaks the transport's side through the proxy under test.
 //   bulk --streams S --bytes B      S streams at once, alternately upload (sink_B) and download (source_B)
 //   rate --concurrency C --seconds T  sessions (connect, SAFE_COOKIE, commands, OKAY, close) back to back
-//   idle --sessions N --concurrency C  open N sessions and hold them until stdin closes
+//   idle --sessions N --concurrency C [--pause-at K]
+//                                   open N sessions and hold them until stdin closes; with --pause-at,
+//                                   report once K are held and wait for a line on stdin before going on
 // Common: --port P --cookie-file FILE. Prints one JSON line with the result (idle: when all are held).
 import { readCookieFile } from '../src/extor-cookie/index.js';
 import { flags, need, openSession } from './common.js';
@@ -82,14 +84,33 @@ async function rate(concurrency: number, seconds: number): Promise<void> {
   out({ sessions: ok, failed, ms: Date.now() - t0 });
 }
 
-async function idle(n: number, concurrency: number): Promise<void> {
+async function idle(n: number, concurrency: number, pauseAt: number): Promise<void> {
   const held: import('node:net').Socket[] = [];
   let failed = 0;
   let started = 0;
-  const loop = (): Promise<void> =>
-    new Promise((resolve) => {
-      const next = (): void => {
-        if (started >= n) return resolve();
+  const lines: string[] = [];
+  let wake: (() => void) | null = null;
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (d: string) => {
+    lines.push(d);
+    wake?.();
+  });
+  if (pauseAt > 0 && pauseAt < n) {
+    await new Promise<void>((resolve) => run(pauseAt, resolve));
+    out({ held: held.length, failed });
+    if (!lines.length) await new Promise<void>((r) => (wake = r));
+  }
+  await new Promise<void>((resolve) => run(n, resolve));
+  out({ held: held.length, failed });
+  await new Promise((r) => process.stdin.once('end', r));
+  for (const s of held) s.destroy();
+
+  function run(upTo: number, done: () => void): void {
+    let running = 0;
+    const loop = (): Promise<void> =>
+      new Promise((resolve) => {
+        const next = (): void => {
+          if (started >= upTo) return resolve();
         started++;
         openSession({ host, port, cookie, transport: 'idle', localAddress: localAddress() }, (err, s) => {
           if (err) {
@@ -104,15 +125,13 @@ async function idle(n: number, concurrency: number): Promise<void> {
       };
       next();
     });
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  out({ held: held.length, failed });
-  process.stdin.resume();
-  await new Promise((r) => process.stdin.once('end', r));
-  for (const s of held) s.destroy();
+    running = concurrency;
+    for (let i = 0; i < concurrency; i++) void loop().then(() => --running === 0 && done());
+  }
 }
 
 if (mode === 'bulk') await bulk(Number(need(f, 'streams')), Number(need(f, 'bytes')));
 else if (mode === 'rate') await rate(Number(need(f, 'concurrency')), Number(need(f, 'seconds')));
-else if (mode === 'idle') await idle(Number(need(f, 'sessions')), Number(need(f, 'concurrency')));
+else if (mode === 'idle') await idle(Number(need(f, 'sessions')), Number(need(f, 'concurrency')), Number(f['pause-at'] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
 process.exit(0);

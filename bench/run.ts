@@ -75,6 +75,26 @@ async function untilListening(port: number, c: ChildProcess): Promise<void> {
   throw new Error(`nothing listens on ${port}`);
 }
 
+/** Successive JSON lines from a child's stdout. */
+function lineReader(c: ChildProcess): () => Promise<Record<string, number>> {
+  let buf = '';
+  const ready: Record<string, number>[] = [];
+  let waiting: ((v: Record<string, number>) => void) | null = null;
+  c.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const v = JSON.parse(buf.slice(0, i)) as Record<string, number>;
+      buf = buf.slice(i + 1);
+      if (waiting) {
+        const w = waiting;
+        waiting = null;
+        w(v);
+      } else ready.push(v);
+    }
+  });
+  return () => (ready.length ? Promise.resolve(ready.shift()!) : new Promise((r) => (waiting = r)));
+}
+
 /** One JSON line from a child's stdout (the load generator's result). */
 function line(c: ChildProcess): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
@@ -163,7 +183,7 @@ function perfRecord(pid: number, name: string): () => Promise<string> {
 interface Row {
   bulk?: { cpu: number; bytes: number; wallMs: number };
   rate?: { sessions: number; failed: number; ms: number; cpu: number; busy: number[] };
-  idle?: { held: number; failed: number; rssBefore: number; rssAfter: number };
+  idle?: { held: number; failed: number; rssBefore: number; rssAfter: number; heldHalf: number; rssHalf: number };
 }
 const results = new Map<string, Row>();
 const row = (n: string): Row => {
@@ -176,6 +196,11 @@ const profiles: string[] = [];
 const backendProc = start(process.execPath, [join(here, 'fake-extorport.js'), '--listen', `${BACKEND.host}:${BACKEND.port}`, '--cookie-file', backendCookie]);
 await untilListening(BACKEND.port, backendProc);
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
+// Other work on the machine skews every number here: measure it before starting, and say so.
+const bg0 = machineBusy();
+await sleep(2000);
+const background = machineBusy(bg0);
+if (background > 0.1) log(`bench: WARNING: the machine is ${(background * 100).toFixed(0)}% busy before the bench starts; numbers will be noisy`);
 log(`bench: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${quick ? 'quick' : 'full'} run, proxies: ${proxyNames.join(', ')}`);
 
 if (only.has('bulk')) {
@@ -229,15 +254,21 @@ if (only.has('idle')) {
     await runLoad(p, 'rate', { concurrency: 32, seconds: 1 });
     await sleep(1000);
     const rssBefore = rssBytes(p.pid);
-    const c = load(p, 'idle', { sessions: cfg.idleSessions, concurrency: 100 });
-    const r = await line(c);
-    await sleep(2000);
+    const half = Math.floor(cfg.idleSessions / 2);
+    const c = load(p, 'idle', { sessions: cfg.idleSessions, concurrency: 100, 'pause-at': half });
+    const lines = lineReader(c);
+    const h = await lines();
+    await sleep(3000);
+    const rssHalf = rssBytes(p.pid);
+    c.stdin!.write('go\n');
+    const r = await lines();
+    await sleep(3000);
     const rssAfter = rssBytes(p.pid);
     c.stdin!.end();
     await new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)));
     await stop(p.proc);
-    row(name).idle = { held: r.held!, failed: r.failed!, rssBefore, rssAfter };
-    log(`idle ${name}: ${r.held} held (${r.failed} failed), RSS ${(rssBefore / 1e6).toFixed(1)} → ${(rssAfter / 1e6).toFixed(1)} MB`);
+    row(name).idle = { held: r.held!, failed: r.failed!, rssBefore, rssAfter, heldHalf: h.held!, rssHalf };
+    log(`idle ${name}: ${r.held} held (${r.failed} failed), RSS ${(rssBefore / 1e6).toFixed(1)} → ${(rssHalf / 1e6).toFixed(1)} → ${(rssAfter / 1e6).toFixed(1)} MB`);
   }
 }
 
@@ -250,11 +281,14 @@ const bulkOf = (r?: Row): number | undefined => (r?.bulk ? r.bulk.cpu / (r.bulk.
 const rateOf = (r?: Row): number | undefined => (r?.rate ? (r.rate.sessions * 1000) / r.rate.ms : undefined);
 const rateCpuOf = (r?: Row): number | undefined => (r?.rate ? (r.rate.cpu * 1e6) / r.rate.sessions : undefined);
 const idleOf = (r?: Row): number | undefined => (r?.idle && r.idle.held ? (r.idle.rssAfter - r.idle.rssBefore) / r.idle.held / 1000 : undefined);
+const idleMarginalOf = (r?: Row): number | undefined =>
+  r?.idle && r.idle.held > r.idle.heldHalf ? (r.idle.rssAfter - r.idle.rssHalf) / (r.idle.held - r.idle.heldHalf) / 1000 : undefined;
 const metrics: { name: string; get: (r?: Row) => number | undefined; d: number; target: string }[] = [
   { name: 'a. CPU s per GiB relayed (bulk)', get: bulkOf, d: 3, target: '≤ 1.00' },
   { name: 'b. sessions/s (auth end to end)', get: rateOf, d: 0, target: '≥ 1.00' },
   { name: '   proxy CPU µs per session', get: rateCpuOf, d: 0, target: '' },
   { name: 'c. RSS growth per idle session, kB', get: idleOf, d: 2, target: '≤ 1.00' },
+  { name: '   same, second half only (marginal), kB', get: idleMarginalOf, d: 2, target: '' },
 ];
 const names = [...results.keys()];
 const lines: string[] = [];
@@ -274,11 +308,12 @@ for (const [n, r] of results) {
   const parts: string[] = [];
   if (r.bulk) parts.push(`bulk ${(r.bulk.bytes / GiB).toFixed(1)} GiB through in ${(r.bulk.wallMs / 1000).toFixed(1)} s (${((r.bulk.bytes / GiB) / (r.bulk.wallMs / 1000)).toFixed(2)} GiB/s), ${r.bulk.cpu.toFixed(2)} CPU s`);
   if (r.rate) parts.push(`rate ${r.rate.sessions} sessions in ${(r.rate.ms / 1000).toFixed(1)} s, ${r.rate.failed} failed, machine ${r.rate.busy.map((b) => `${(b * 100).toFixed(0)}%`).join('/')} busy`);
-  if (r.idle) parts.push(`idle ${r.idle.held} held (${r.idle.failed} failed), RSS ${(r.idle.rssBefore / 1e6).toFixed(1)} → ${(r.idle.rssAfter / 1e6).toFixed(1)} MB`);
+  if (r.idle) parts.push(`idle ${r.idle.held} held (${r.idle.failed} failed), RSS ${(r.idle.rssBefore / 1e6).toFixed(1)} → ${(r.idle.rssHalf / 1e6).toFixed(1)} (${r.idle.heldHalf}) → ${(r.idle.rssAfter / 1e6).toFixed(1)} MB`);
   detail.push(`- ${n}: ${parts.join('; ')}`);
 }
 const header = [
   `${new Date().toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · ${(totalmem() / GiB).toFixed(1)} GiB RAM · Node ${process.version} · ${quick ? 'quick' : 'full'} run`,
+  `machine busy before the run (other work): ${(background * 100).toFixed(0)}%`,
   `bulk: ${cfg.rounds} round(s) × ${cfg.bulkStreams} streams × ${cfg.bulkBytes / (1 << 20)} MiB (half upload, half download); rate: ${cfg.rounds} × ${cfg.rateSeconds} s at concurrency ${cfg.rateConcurrency}; idle: ${cfg.idleSessions} sessions`,
 ];
 process.stdout.write(`${header.join('\n')}\n\n${lines.join('\n')}\n\n${detail.join('\n')}\n`);
