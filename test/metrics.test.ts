@@ -321,6 +321,11 @@ test('the endpoint: own metrics, balancer counters per twin, a good twin relabel
     assert.match(b, /^process_cpu_seconds_total \d/m, 'process metrics of the supervisor');
     assert.deepEqual(parseExposition(b).invalid, []);
     assertGrouped(b);
+    // A second scrape reports the same totals: counters mirror the balancer's, they do not add up per scrape.
+    const again = sampleLines((await get(`http://127.0.0.1:${m.address.port}/metrics`)).body);
+    for (const line of ['bridgectl_balancer_accepted_total 50', 'bridgectl_balancer_backend_sessions_total{instance="fake2"} 20']) {
+      assert.ok(again.includes(line), `second scrape has ${line}`);
+    }
     assert.equal((await get(`http://127.0.0.1:${m.address.port}/nope`)).status, 404);
   } finally {
     await m.stop();
