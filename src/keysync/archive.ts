@@ -301,7 +301,8 @@ interface Place {
  * with `force` each such keys directory is renamed to `keys.moved-<time>` (kept, never deleted) and
  * the archive's keys installed in its place. Keys of the same identity stay as they are: other files
  * that differ (tor renews its ed25519 signing certificate) are kept and listed in `kept`, or with
- * `force` replaced the same way. Missing files are added. The same identity already everywhere is a
+ * `force` replaced the same way. Missing files are added; keys directories made here (fresh, or
+ * after moving the old one aside) get the onion-key pins. The same identity already everywhere is a
  * no-op.
  */
 export async function importKeys(o: ImportOptions): Promise<ImportResult> {
@@ -369,6 +370,7 @@ export async function importKeys(o: ImportOptions): Promise<ImportResult> {
   }
   // Install what is missing, with the archived modes (owner-only).
   for (const p of places) {
+    const fresh = p.have.size === 0;
     const missing: KeySet = new Map([...a.keys].filter(([f]) => !p.have.has(f)));
     if (p.instance) {
       await mkdir(dirname(p.keysDir), { recursive: true, mode: 0o700 });
@@ -378,7 +380,9 @@ export async function importKeys(o: ImportOptions): Promise<ImportResult> {
     await chmod(p.keysDir, 0o700); // tor wants its keys directory private, whatever the archive says
     for (const f of written) await chmod(join(p.keysDir, f), ownerOnly(a.modes.get(f) ?? 0o600));
     if (written.length) actions.push(`${p.who}: installed ${written.join(', ')}`);
-    if (p.instance) for (const d of await installPins(p.keysDir)) actions.push(`${p.who}: ${d}`);
+    // Pins go into keys directories made here; others keep what they have (during an onion-key
+    // rotation's grace period that is the previous keys as .old files, not pins).
+    if (p.instance && fresh) for (const d of await installPins(p.keysDir)) actions.push(`${p.who}: ${d}`);
   }
   if (a.cookie && o.cookieFile) {
     const current = await readFile(o.cookieFile).catch(() => null);
