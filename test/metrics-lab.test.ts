@@ -36,7 +36,8 @@ before(async () => {
       torrc: [...lab.torrcLines, 'PublishServerDescriptor 0'].join('\n') + '\n',
       restart: { initialDelayMs: 300 },
       balancer: { listen: `127.0.0.1:${await freePort()}` },
-      metrics: { listen: `127.0.0.1:${await freePort()}`, torMetricsPort: 10700 },
+      // No metrics.listen: this test starts the endpoint itself, on a port of its own.
+      metrics: { torMetricsPort: 10700 },
     }),
   );
   const init = await cli(['init', '--config', file]);
@@ -68,7 +69,7 @@ test('every twin appears with instance= on its tor metrics and on the balancer\'
   bridge = new Bridge(config, testLogger);
   await bridge.start();
   metrics = await startMetricsServer({
-    listen: config.metrics.listen!,
+    listen: '127.0.0.1:0',
     logger: testLogger,
     getStatus: () => bridge!.status(),
     instances: () => bridge!.status().instances.map((i) => ({ name: i.name, metricsAddress: instanceLayout(config, i.index).metricsPortAddress })),
