@@ -141,6 +141,9 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
   gauge('bridgectl_balancer_bind_address_no_port', '1 when backend connections use IP_BIND_ADDRESS_NO_PORT', [], (g, st) => {
     if (st.balancer) g.set(st.balancer.bindAddressNoPort ? 1 : 0);
   });
+  gauge('bridgectl_balancer_splice', '1 when established sessions are relayed in the kernel (splice)', [], (g, st) => {
+    if (st.balancer?.splice !== undefined) g.set(st.balancer.splice ? 1 : 0);
+  });
   for (const [field, suffix, help] of LISTENER_COUNTERS) {
     counter(`bridgectl_balancer_${suffix}`, help, [], (c, st) => {
       if (st.balancer) c.inc(st.balancer.sessions[field]);
