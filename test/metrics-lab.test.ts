@@ -32,12 +32,13 @@ before(async () => {
       dataDir: join(dir, 'bridge'),
       contactInfo: 'lab@localhost',
       // Ports of their own: other lab tests run at the same time in the same namespace.
-      extOrPort: 10600,
+      extOrPort: 10900,
       torrc: [...lab.torrcLines, 'PublishServerDescriptor 0'].join('\n') + '\n',
       restart: { initialDelayMs: 300 },
       balancer: { listen: `127.0.0.1:${await freePort()}` },
-      // No metrics.listen: this test starts the endpoint itself, on a port of its own.
-      metrics: { torMetricsPort: 10700 },
+      // The Bridge opens an endpoint at metrics.listen (and so the twins' MetricsPorts); this test
+      // also starts one itself, on a port of its own, to drive it directly.
+      metrics: { listen: `127.0.0.1:${await freePort()}`, torMetricsPort: 10700 },
     }),
   );
   const init = await cli(['init', '--config', file]);

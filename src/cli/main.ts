@@ -20,6 +20,11 @@ commands:
   init [--config FILE]            create keys, pins and the static cookie under dataDir (idempotent)
   run [--config FILE]             run the supervisor in the foreground
   keys verify [--config FILE]     check that every instance shares one identity and is pinned
+  keys export FILE [--include-cookie] [--force] [--config FILE]
+                                  write the identity and onion keys (with modes and a manifest) to FILE, mode 0600
+  keys import FILE [--force] [--config FILE]
+                                  install an exported identity into dataDir and every instance (then what init does);
+                                  other keys: refused, or moved aside with --force
   status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
   add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
   remove-instance [NAME] [--drain-seconds N]

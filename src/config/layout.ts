@@ -21,7 +21,7 @@ export function instanceNames(c: Pick<ResolvedConfig, 'nickname' | 'instances'>)
 }
 
 export function instanceLayout(
-  c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 'extOrPort'> & { metrics?: { torMetricsPort: number } },
+  c: Pick<ResolvedConfig, 'nickname' | 'dataDir' | 'extOrPort'> & { metrics?: { listen?: string; torMetricsPort: number } },
   index: number,
 ): InstanceLayout {
   const name = `${c.nickname}${index}`;
@@ -36,7 +36,8 @@ export function instanceLayout(
     controlCookie: join(dataDir, 'control_auth_cookie'),
     extOrPortAddress: `127.0.4.${index}:${c.extOrPort}`,
     extOrPortCookie: join(dataDir, 'extended_orport_auth_cookie'),
-    metricsPortAddress: c.metrics?.torMetricsPort ? `127.0.4.${index}:${c.metrics.torMetricsPort}` : null,
+    // tor's MetricsPort is opened only when there is an endpoint to serve what it says.
+    metricsPortAddress: c.metrics?.listen && c.metrics.torMetricsPort ? `127.0.4.${index}:${c.metrics.torMetricsPort}` : null,
   };
 }
 

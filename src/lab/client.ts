@@ -53,8 +53,7 @@ export async function startClient(o: ClientOptions): Promise<LabClient> {
   let alive = true;
   void child.exited.then(() => (alive = false));
   const stop = async (): Promise<void> => {
-    child.kill('SIGTERM');
-    await child.exited;
+    await child.stop(5_000);
   };
   try {
     const ctl = await connectControl(join(o.dir, 'control'), join(o.dir, 'control_auth_cookie'), 30_000, () => alive);

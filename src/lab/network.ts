@@ -161,8 +161,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   const common = commonLines(auths);
 
   const stopAll = async (): Promise<void> => {
-    for (const a of auths) a.child?.kill('SIGTERM');
-    await Promise.all(auths.map((a) => a.child?.exited));
+    await Promise.all(auths.map((a) => a.child?.stop(5_000)));
   };
 
   try {

@@ -224,13 +224,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
     this.stopping = true;
     if (this.st.state !== 'failed') this.st.state = 'stopping';
     this.wake?.();
-    const c = this.child;
-    if (c) {
-      c.kill('SIGTERM');
-      const tm = setTimeout(() => c.kill('SIGKILL'), graceMs);
-      await c.exited;
-      clearTimeout(tm);
-    }
+    await this.child?.stop(graceMs);
     await this.loop;
     if (this.st.state !== 'failed') this.st.state = 'stopped';
   }

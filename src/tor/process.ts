@@ -1,8 +1,9 @@
 // Starting tor (and other children) so that they die with us.
 //
-// Every child is started through util-linux `setpriv --pdeathsig TERM`, so the kernel sends it
-// SIGTERM when the supervisor dies, even by SIGKILL. setpriv execs the program, so the pid we see
-// is the program's own.
+// Every child is started through util-linux `setpriv --pdeathsig KILL`, so the kernel kills it
+// when the supervisor dies, even by SIGKILL. (KILL, not TERM: tor 0.4.9 sometimes hangs for good
+// in its clean shutdown after "Catching signal TERM, exiting cleanly", seen here; an orphan must
+// not be able to outlive us.) setpriv execs the program, so the pid we see is the program's own.
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 
@@ -17,6 +18,8 @@ export interface Child {
   pid: number;
   exited: Promise<ChildExit>;
   kill(signal?: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves when it has exited. */
+  stop(graceMs?: number): Promise<ChildExit>;
 }
 
 export interface SpawnOptions {
@@ -46,7 +49,7 @@ export function childEnv(extra: Record<string, string> = {}, base: NodeJS.Proces
 export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}): Child {
   const keep = opts.keepLines ?? 20;
   const lastLines: string[] = [];
-  const sub: ResultPromise = execa('setpriv', ['--pdeathsig', 'TERM', '--', file, ...args], {
+  const sub: ResultPromise = execa('setpriv', ['--pdeathsig', 'KILL', '--', file, ...args], {
     cwd: opts.cwd,
     env: opts.extendEnv === false ? (opts.env ?? {}) : childEnv(opts.env),
     extendEnv: false,
@@ -60,10 +63,12 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
   const pid = sub.pid;
   if (pid === undefined) {
     // execa reports the spawn error through the promise; surface it the same way.
+    const exitedEarly: Promise<ChildExit> = sub.then((r) => ({ code: r.exitCode ?? 127, signal: null, lastLines: [String(r.message ?? 'spawn failed')] }));
     return {
       pid: -1,
-      exited: sub.then((r) => ({ code: r.exitCode ?? 127, signal: null, lastLines: [String(r.message ?? 'spawn failed')] })),
+      exited: exitedEarly,
       kill: () => {},
+      stop: () => exitedEarly,
     };
   }
   for (const stream of ['stdout', 'stderr'] as const) {
@@ -81,15 +86,23 @@ export function spawnChild(file: string, args: string[], opts: SpawnOptions = {}
     signal: r.signal ?? null,
     lastLines: lastLines.length || !r.failed ? lastLines : [r.shortMessage ?? 'spawn failed'],
   }));
+  const kill = (signal: NodeJS.Signals = 'SIGTERM'): void => {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
   return {
     pid,
     exited,
-    kill: (signal: NodeJS.Signals = 'SIGTERM') => {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        /* already gone */
-      }
+    kill,
+    stop: async (graceMs = 5_000) => {
+      kill('SIGTERM');
+      const t = setTimeout(() => kill('SIGKILL'), graceMs);
+      const e = await exited;
+      clearTimeout(t);
+      return e;
     },
   };
 }
