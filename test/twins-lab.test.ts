@@ -24,7 +24,7 @@ async function bootstrapped(name: string): Promise<{ fingerprint: string; orPort
   const d = instDir(name);
   const ctl = await connectControl(join(d, 'control'), join(d, 'control_auth_cookie'), 60_000);
   try {
-    await waitBootstrapped(ctl, 90_000);
+    await waitBootstrapped(ctl, 150_000);
     return {
       fingerprint: (await ctl.getInfo('fingerprint')).trim(),
       orPort: parseQuotedList(await ctl.getInfo('net/listeners/or'))[0]!,
