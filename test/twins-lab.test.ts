@@ -76,7 +76,7 @@ test('init creates one identity for every instance, idempotently', async () => {
 
 let sup: ReturnType<typeof cliBackground>;
 
-test('run: three twins bootstrap with one fingerprint; keys verify passes', { timeout: 150_000 }, async () => {
+test('run: three twins bootstrap with one fingerprint; keys verify passes', { timeout: 240_000 }, async () => {
   sup = cliBackground(['run', '--config', configFile]);
   const st = await Promise.all(names.map(bootstrapped));
   for (const s of st) assert.equal(s.fingerprint, fingerprint);
@@ -129,7 +129,7 @@ test('SIGKILL of the supervisor: no tor process is left', { timeout: 60_000 }, a
   await waitFor('every tor to exit', () => torPids().length === 0, 10_000);
 });
 
-test('SIGTERM of the supervisor: exits 0 and no tor process is left (a new supervisor reuses the identity)', { timeout: 150_000 }, async () => {
+test('SIGTERM of the supervisor: exits 0 and no tor process is left (a new supervisor reuses the identity)', { timeout: 240_000 }, async () => {
   sup = cliBackground(['run', '--config', configFile]);
   const st = await Promise.all(names.map(bootstrapped));
   for (const s of st) assert.equal(s.fingerprint, fingerprint);
