@@ -81,7 +81,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('systemd: READY=1 once the balancer listens, the transport is set up and a twin is up; STATUS= kept current', { timeout: 150_000 }, async () => {
+test('systemd: READY=1 once the balancer listens, the transport is set up and a twin is up; STATUS= kept current; watchdog pings', { timeout: 150_000 }, async () => {
   const sockPath = join(dir, 'notify.sock');
   recv = execa('python3', [RECV, sockPath], { reject: false, buffer: false });
   recv.stdout!.setEncoding('utf8');
@@ -97,7 +97,7 @@ test('systemd: READY=1 once the balancer listens, the transport is set up and a 
   await waitFor('the notify receiver', () => notes.includes('LISTENING'), 10_000);
   sup = execa(process.execPath, [CLI, 'run', '--config', configFile], {
     reject: false,
-    env: { NOTIFY_SOCKET: sockPath },
+    env: { NOTIFY_SOCKET: sockPath, WATCHDOG_USEC: '2000000' },
     buffer: false,
   });
   sup.stdout!.on('data', (d: Buffer) => (supLog += d.toString()));
@@ -114,6 +114,9 @@ test('systemd: READY=1 once the balancer listens, the transport is set up and a 
   const statusNotes = notes.filter((n) => n.startsWith('STATUS='));
   assert.ok(statusNotes.length >= 1, notes.join(' | '));
   assert.ok(notes.indexOf('READY=1') > notes.indexOf(statusNotes[0]!), 'a STATUS came before READY');
+  // WatchdogSec=2 → pings at half the interval.
+  const pings = notes.filter((n) => n === 'WATCHDOG=1').length;
+  await waitFor('watchdog pings', () => notes.filter((n) => n === 'WATCHDOG=1').length >= pings + 2, 5_000);
   assert.match(notes.at(-1)!.startsWith('STATUS=') ? notes.at(-1)! : statusNotes.at(-1)!, /STATUS=\d\/3 twins up, \d+ sessions, obfs4 running/);
 });
 
