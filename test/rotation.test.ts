@@ -87,6 +87,17 @@ test('rotation on disk: keys verify passes at every step; .old files are the pre
   for (const t of ts) assert.ok((await ntor(keys(t))).equals(fresh.get('secret_onion_key_ntor')!));
   assert.ok((await stat(join(keys(ts[0]!), 'secret_onion_key_ntor.old'))).isDirectory(), 'pins kept until the restart');
 
+  // A twin not switched yet (a crash between the bridge's copy and the twins): previous key, pins.
+  const t3 = join(keys(ts[2]!), 'secret_onion_key_ntor');
+  await writeFile(t3, prevNtor);
+  v = await verifyIdentity(id, ts);
+  assert.deepEqual(v.problems, [], 'rolling: a pinned twin with the previous key is one not restarted yet');
+  await writeRotationState(id, { ...st, phase: 'grace' });
+  v = await verifyIdentity(id, ts);
+  assert.match(v.problems.join('\n'), /instance r3: ntor onion key differs/, 'after the rolling restart it is a problem');
+  await writeRotationState(id, st);
+  await writeFile(t3, fresh.get('secret_onion_key_ntor')!);
+
   for (const t of ts) {
     await writeFile(join(t.dataDir, 'state'), '# Tor state file\nLastRotatedOnionKey 2020-01-01 00:00:00\nLastWritten 2026-01-01 00:00:00\n');
     await finishTwin(id, t.dataDir, st);
@@ -146,3 +157,61 @@ test('writeLastRotated creates a state file tor can start from', async () => {
   await writeLastRotated(d, new Date('2026-02-03T04:05:06Z'));
   assert.equal(await readFile(join(d, 'state'), 'utf8'), 'LastRotatedOnionKey 2026-02-03 04:05:06\n');
 });
+
+test('Supervisor.restartInstance: SIGTERM, the hook while tor is stopped, started again at once (no backoff)', async () => {
+  const { Supervisor } = await import('../src/supervisor/index.js');
+  const { parseConfigText, resolveConfig } = await import('../src/config/index.js');
+  const pino = (await import('pino')).default;
+  const d = await tmp('rot-sup');
+  const fake = join(d, 'fake-tor');
+  await writeFile(fake, '#!/bin/sh\nexec sleep 300\n', { mode: 0o755 });
+  await mkdir(join(d, 'data', 'instances', 'fk1'), { recursive: true });
+  const text = `nickname: fk\ninstances: 1\ndataDir: ${d}/data\ncontactInfo: me@x\ntorPath: ${fake}\nrestart: { initialDelayMs: 60000 }\n`;
+  const cfg = resolveConfig(parseConfigText(text, join(d, 'c.yaml')), join(d, 'c.yaml'));
+  const sup = new Supervisor(cfg, pino({ level: 'silent' }));
+  try {
+    await sup.start();
+    const first = await waitPid(() => sup.get('fk1')?.pid ?? null);
+    let hookSawAlive: boolean | null = null;
+    const t0 = Date.now();
+    await sup.restartInstance('fk1', async () => {
+      hookSawAlive = alive(first);
+    });
+    assert.equal(hookSawAlive, false, 'the hook ran after the old process exited');
+    const second = await waitPid(() => {
+      const p = sup.get('fk1')?.pid ?? null;
+      return p !== first ? p : null;
+    });
+    assert.ok(Date.now() - t0 < 5_000, 'no 60 s backoff for a deliberate restart');
+    assert.ok(alive(second));
+    assert.equal(sup.get('fk1')?.restarts, 1);
+    await assert.rejects(sup.restartInstance('nope'), /no instance nope/);
+    // A failing hook is reported, and tor is started anyway.
+    await assert.rejects(sup.restartInstance('fk1', async () => Promise.reject(new Error('hook broke'))), /hook broke/);
+    await waitPid(() => {
+      const p = sup.get('fk1')?.pid ?? null;
+      return p !== second ? p : null;
+    });
+  } finally {
+    await sup.stop(1_000);
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitPid(f: () => number | null): Promise<number> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const p = f();
+    if (p) return p;
+    if (Date.now() > deadline) throw new Error('no pid within 5 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/index.js';
 import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys, KeyArchiveError } from '../keysync/index.js';
+import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets, initBridge } from './init.js';
 
@@ -11,7 +12,11 @@ export const KEYS_USAGE = `usage:
       --include-cookie adds the static Extended ORPort cookie; --force replaces an existing FILE
   bridgectl keys import FILE [--config FILE] [--force]
       install the keys of FILE into dataDir (the bridge's copy and every instance), then what init does;
-      refuses to replace other keys unless --force, which moves them aside (never deletes them)`;
+      refuses to replace other keys unless --force, which moves them aside (never deletes them)
+  bridgectl keys rotate-onion [--config FILE] [--drain-seconds N] [--end-grace]
+      the running bridge makes one new onion key pair for every twin, keeps the previous pair as .old
+      files for keys.graceDays, and restarts the twins one at a time, each drained first (N s, default 30);
+      --end-grace ends the grace period now (previous keys removed, pins back)`;
 
 export async function keysCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -22,6 +27,8 @@ export async function keysCommand(argv: string[]): Promise<number> {
       return exportCommand(rest);
     case 'import':
       return importCommand(rest);
+    case 'rotate-onion':
+      return rotateOnionCommand(rest);
     default:
       throw new UsageError(KEYS_USAGE);
   }
@@ -34,7 +41,8 @@ async function verify(argv: string[]): Promise<number> {
   if (values.json) {
     console.log(JSON.stringify(r, null, 2));
   } else if (r.ok) {
-    console.log(`ok: ${config.instances} instances share fingerprint ${r.fingerprint} (ed25519 ${r.ed25519}); onion keys pinned`);
+    const onion = r.rotation === 'pinned' ? 'onion keys pinned' : `onion-key rotation ${r.rotation}: previous keys kept as .old files`;
+    console.log(`ok: ${config.instances} instances share fingerprint ${r.fingerprint} (ed25519 ${r.ed25519}); ${onion}`);
   } else {
     console.error(`keys verify failed:\n${r.problems.map((p) => `  ${p}`).join('\n')}`);
   }
@@ -110,4 +118,24 @@ async function importCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
+}
+
+async function rotateOnionCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: 'string' },
+    'drain-seconds': { type: 'string', default: '30' },
+    'end-grace': { type: 'boolean' },
+  });
+  const { config } = loadConfig(values.config);
+  const drainMs = Number(values['drain-seconds']) * 1000;
+  if (!Number.isFinite(drainMs) || drainMs < 0) throw new UsageError('--drain-seconds must be a number ≥ 0');
+  const timeoutMs = config.instances * (drainMs + 180_000) + 60_000;
+  const r = (await controlRequest(config.runtimeDir, 'rotate-onion', { drainMs, endGrace: values['end-grace'] ?? false }, timeoutMs)) as RotationResult;
+  if (values['end-grace']) {
+    console.log(`grace period over: previous onion keys removed, ${r.twins.length} twins pinned; next rotation ${r.nextRotation}`);
+  } else {
+    console.log(`rotated the onion keys of ${r.twins.join(', ')} (ntor ${r.previous} -> ${r.current})`);
+    console.log(`  previous keys kept as .old files until ${r.graceEnds}; next rotation ${r.nextRotation}`);
+  }
+  return 0;
 }

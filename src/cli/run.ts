@@ -55,6 +55,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       return { removed };
     },
     reload: async () => ({ changes: await reloadFromFile('control'), instances: bridge.twins.status().length }),
+    'rotate-onion': async (args) =>
+      args.endGrace === true
+        ? bridge.endOnionGrace()
+        : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined }),
   });
 
   let stopping = false;

@@ -3,7 +3,7 @@ import { mkdir, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { readRotationState, type RotationPhase } from './rotation.js';
+import { readRotationState, rotationStatePath, type RotationPhase } from './rotation.js';
 import {
   PIN_DIRS,
   readKeySet,
@@ -115,8 +115,23 @@ export interface VerifyResult {
   problems: string[];
 }
 
-/** Every instance has the bridge's RSA and ed25519 identity and ntor key, and the pins are in place. */
+/**
+ * Every instance has the bridge's RSA and ed25519 identity and ntor key, and the pins are in place
+ * (during an onion-key rotation: or the previous keys as identical .old files). A rotation changes
+ * files one at a time, so a check that saw one in progress is repeated a few times before it fails.
+ */
 export async function verifyIdentity(identityDir: string, instances: KeyTarget[]): Promise<VerifyResult> {
+  const stateText = (): Promise<string> => readFile(rotationStatePath(identityDir), 'utf8').catch(() => '');
+  for (let attempt = 1; ; attempt++) {
+    const before = await stateText();
+    const r = await verifyOnce(identityDir, instances);
+    const moving = r.rotation === 'rolling' || (await stateText()) !== before;
+    if (r.ok || !moving || attempt >= 10) return r;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+async function verifyOnce(identityDir: string, instances: KeyTarget[]): Promise<VerifyResult> {
   const problems: string[] = [];
   const master = await readKeySet(keysOf(identityDir));
   if (!hasIdentity(master)) {
@@ -125,10 +140,15 @@ export async function verifyIdentity(identityDir: string, instances: KeyTarget[]
   // During a coordinated rotation the previous onion keys are .old files; they must be the same everywhere.
   const rotation = await readRotationState(identityDir);
   const previous: OldKeys = { ref: await readOldKeys(keysOf(identityDir)), who: 'the bridge\'s' };
+  const bridgePrevious = previous.ref?.[PIN_DIRS.indexOf('secret_onion_key_ntor.old')];
   for (const i of instances) {
     const k = await readKeySet(keysOf(i.dataDir));
+    const pinned = (await pinStatus(keysOf(i.dataDir))).pinned;
     for (const label of keyDifferences(master, k)) {
       const file = MUST_MATCH[label as keyof typeof MUST_MATCH];
+      // Rolling restart: a twin not switched yet still has the previous ntor key, and its pins.
+      const notYet = rotation?.phase === 'rolling' && file === 'secret_onion_key_ntor' && pinned && bridgePrevious && k.get(file)?.equals(bridgePrevious);
+      if (notYet) continue;
       problems.push(
         `instance ${i.name}: ${label} differs from the bridge's (${file}: ${digest(k.get(file))} vs ${digest(master.get(file))})`,
       );

@@ -13,6 +13,6 @@ export {
   type Smethod,
 } from './transport.js';
 export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bridgeLine, type PtMessage } from './ptproto.js';
-export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents } from './bridge.js';
+export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents, type RotationResult, type RotationOptions } from './bridge.js';
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
 export { preflight } from './preflight.js';

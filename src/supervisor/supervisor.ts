@@ -47,6 +47,8 @@ interface Instance {
   wake: (() => void) | null;
   loop: Promise<void> | null;
   removing: boolean;
+  /** A deliberate restart (restartInstance): no backoff; `hook` runs while tor is stopped. */
+  restart: { hook: () => Promise<void>; done: (err?: Error) => void } | null;
 }
 
 const TOR_LEVEL: Record<string, 'debug' | 'info' | 'warn' | 'error'> = {
@@ -122,6 +124,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       wake: null,
       loop: null,
       removing: false,
+      restart: null,
     };
     this.instances.set(layout.name, inst);
     inst.loop = this.runLoop(inst);
@@ -219,7 +222,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       this.emit('down', { ...inst.status }, reason);
       if (this.stopping || inst.removing) {
         log.info({ reason }, 'tor stopped');
+        inst.restart?.done(new Error(`instance ${inst.layout.name} stopped instead of restarting`));
+        inst.restart = null;
         break;
+      }
+      if (inst.restart) {
+        const r = inst.restart;
+        inst.restart = null;
+        inst.status.restarts++;
+        let err: Error | undefined;
+        try {
+          await r.hook();
+        } catch (e) {
+          err = e as Error;
+          log.error({ err: err.message }, 'restart hook failed; starting tor anyway');
+        }
+        log.info({ reason }, 'tor stopped for a deliberate restart; starting it again');
+        r.done(err);
+        continue;
       }
       if (!inst.everBootstrapped && ++inst.earlyExits >= MAX_EARLY_TOR_EXITS) {
         inst.status.state = 'failed';
@@ -277,6 +297,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } catch (e) {
       if (!isExited() && inst.child === child) log.warn({ err: (e as Error).message }, 'lost track of tor bootstrap');
     }
+  }
+
+  /**
+   * Restarts a running instance on purpose: SIGTERM (SIGKILL after `graceMs`), then `hook` while
+   * its tor is stopped, then tor again at once (no backoff). Resolves once `hook` ran (rejects with
+   * its error; tor is started anyway); wait for 'bootstrapped' to know it is back.
+   */
+  restartInstance(name: string, hook: () => Promise<void> = async () => {}, graceMs = 10_000): Promise<void> {
+    const inst = this.instances.get(name);
+    if (!inst) return Promise.reject(new Error(`no instance ${name}`));
+    const child = inst.child;
+    if (!child || inst.removing || this.stopping) return Promise.reject(new Error(`instance ${name} is not running`));
+    if (inst.restart) return Promise.reject(new Error(`instance ${name} is already restarting`));
+    return new Promise<void>((resolve, reject) => {
+      inst.restart = { hook, done: (err) => (err ? reject(err) : resolve()) };
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      void child.exited.then(() => clearTimeout(t));
+    });
   }
 
   /** Stops one instance (SIGTERM, then SIGKILL after `graceMs`) and forgets it. */
