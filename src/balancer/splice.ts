@@ -3,6 +3,7 @@
 // and destroys its own net.Sockets; one worker thread then moves the bytes with splice through a
 // pipe, never through the JS heap. Close is reported back once per session with the byte counts.
 // Without the addon (or with BRIDGECTL_NO_SPLICE=1) spliceRelay() is null and Session relays in JS.
+// createBalancer uses it only when asked (splice: true, or BRIDGECTL_SPLICE=1).
 import type net from 'node:net';
 import { loadAddon } from './source-bind.js';
 
