@@ -18,6 +18,7 @@ import {
 import { listFingerprint } from '../tor/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { Supervisor, type InstanceStatus } from './supervisor.js';
 import { TransportRunner, type TransportStatus } from './transport.js';
 import { ControlServer, type ControlHandlers } from './control.js';
@@ -70,6 +71,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   balancer: Balancer | null = null;
   transport: TransportRunner | null = null;
   private control: ControlServer | null = null;
+  private metrics: MetricsServer | null = null;
   private health: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private readySent = false;
@@ -167,6 +169,15 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       ...this.extraHandlers,
     });
     await this.control.start();
+    if (c.metrics.listen) {
+      this.metrics = await startMetricsServer({
+        listen: c.metrics.listen,
+        logger: this.logger.child({ component: 'metrics' }),
+        getStatus: () => this.status(),
+        instances: () =>
+          this.twins.status().map((s) => ({ name: s.name, metricsAddress: instanceLayout(this.cfg, s.index).metricsPortAddress })),
+      });
+    }
     this.rotationTimer = setInterval(() => void this.rotationTick(), 60_000);
     this.rotationTimer.unref();
     this.statusTimer = setInterval(() => this.notifier.status(this.statusLine()), 5_000);
@@ -254,7 +265,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       };
       this.cfg = merged;
       this.twins.updateConfig(merged);
-      if (prev.torrc !== next.torrc || prev.contactInfo !== next.contactInfo || prev.metrics.torMetricsPort !== next.metrics.torMetricsPort) {
+      if (prev.torrc !== next.torrc || prev.contactInfo !== next.contactInfo || JSON.stringify(prev.metrics) !== JSON.stringify(next.metrics)) {
         const told = await this.twins.reloadTorrcs();
         changes.push(`torrc re-read by ${told.join(', ') || 'no running instance'}`);
       }
@@ -474,6 +485,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.health) clearInterval(this.health);
     if (this.rotationTimer) clearInterval(this.rotationTimer);
     await this.control?.stop();
+    await this.metrics?.stop();
     await this.transport?.stop();
     await this.balancer?.stop();
     await this.twins.stop();

@@ -330,13 +330,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private async terminate(inst: Instance, graceMs: number): Promise<void> {
     inst.wake?.();
-    const child = inst.child;
-    if (child) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await child.exited;
-      clearTimeout(t);
-    }
+    await inst.child?.stop(graceMs);
     await inst.loop;
   }
 
