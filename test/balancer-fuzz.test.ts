@@ -21,7 +21,8 @@
 // Knobs: FUZZ_SEED (reproduce a run), FUZZ_CASES (default 100,000), FUZZ_CONCURRENCY (default 200),
 // FUZZ_BALANCER_CLI (another build of the CLI, to check that the test catches injected bugs),
 // FUZZ_LOG_LEVEL / FUZZ_LOG_FILE (the balancer's log level, and a file to keep its log in),
-// FUZZ_KEEP (keep the temporary directory, with the tor twin's logs).
+// FUZZ_KEEP (keep the temporary directory, with the tor twin's logs). The balancer process inherits
+// the environment: BRIDGECTL_SPLICE=1 fuzzes the splice relay instead of the default JS relay.
 // Runs inside scripts/netns.sh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
