@@ -217,12 +217,14 @@ function fakeStatus(): BridgeStatus {
     bytesIn: 1000 * n,
     bytesOut: 2000 * n,
     balancerUp: n === 1,
+    cpuShare: 0.25 * n,
   });
   return {
     nickname: 'fake',
     pid: process.pid,
     startedAt: Date.now() - 60_000,
     ready: true,
+    cpuShare: 0.1,
     instances: [inst('fake1', 1), inst('fake2', 2)],
     balancer: {
       listen: { host: '127.0.0.1', port: 10000 },
@@ -246,6 +248,7 @@ function fakeStatus(): BridgeStatus {
     transport: {
       name: 'obfs4',
       state: 'running',
+      cpuShare: 0.05,
       pid: 99,
       restarts: 2,
       startedAt: Date.now(),

@@ -133,14 +133,17 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
     assert.equal(i.bootstrap, 100);
     assert.equal(procName(i.pid!), 'tor');
     assert.equal(typeof i.uptimeMs, 'number');
-    for (const k of ['restarts', 'sessions', 'sessionsTotal', 'bytesIn', 'bytesOut'] as const) assert.equal(typeof i[k], 'number', k);
+    for (const k of ['restarts', 'sessions', 'sessionsTotal', 'bytesIn', 'bytesOut', 'cpuShare'] as const) assert.equal(typeof i[k], 'number', k);
+    assert.ok(i.cpuShare! >= 0 && i.cpuShare! < 2.5, `cpu share of ${i.name}: ${i.cpuShare}`);
   }
   assert.equal(st.balancer?.listen?.port, balancerPort);
+  assert.equal(typeof st.cpuShare, 'number');
+  assert.equal(typeof st.transport?.cpuShare, 'number');
   assert.equal(st.transport?.name, 'obfs4');
   const t = await cli(['status', '--config', configFile]);
   assert.equal(t.exitCode, 0);
   const lines = t.stdout.split('\n');
-  assert.match(lines[1]!, /^INSTANCE\s+STATE\s+PID\s+BOOT\s+RESTARTS\s+UPTIME\s+SESSIONS\s+TOTAL\s+IN\s+OUT\s+FINGERPRINT$/);
+  assert.match(lines[1]!, /^INSTANCE\s+STATE\s+PID\s+BOOT\s+RESTARTS\s+UPTIME\s+SESSIONS\s+TOTAL\s+IN\s+OUT\s+CPU\s+FINGERPRINT$/);
   for (const i of st.instances) {
     assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+running\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
   }

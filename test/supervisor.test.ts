@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { CpuMeter, cpuSeconds } from '../src/supervisor/index.js';
 import { backoffDelay, nextFailures, parseTorLogLine, renderInstanceTorrc, fillTemplate } from '../src/supervisor/index.js';
 import { parseConfigText, resolveConfig, instanceLayout } from '../src/config/index.js';
 
@@ -58,4 +59,26 @@ test('a line break in a single-line value is refused (it would inject torrc opti
 
 test('an unknown template placeholder is an error', () => {
   assert.throws(() => fillTemplate('x {{nope}}', {}), /nope/);
+});
+
+test('CPU seconds come from utime + stime of /proc/PID/stat, even with ") " in the command name', () => {
+  const stat = (u: number, s: number): string =>
+    `42 (tor (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 ${u} ${s} 0 0 20 0 3 0 100 0 0`;
+  assert.equal(cpuSeconds(42, () => stat(250, 50)), 3);
+  assert.equal(cpuSeconds(42, () => { throw new Error('gone'); }), null);
+});
+
+test('CpuMeter: share of a core over a window of at least a second, shared by several readers', () => {
+  let ticks = 0;
+  const m = new CpuMeter(() => `7 (tor) S 1 7 7 0 -1 0 0 0 0 0 ${ticks} 0 0 0 20 0 1 0 1 0 0`, 1_000, 5_000);
+  const t0 = 1_000_000;
+  ticks = 100; // 1 s of CPU in the first 2 s of life
+  assert.equal(m.share(7, t0, t0 + 2_000), 0.5);
+  ticks = 150;
+  assert.equal(m.share(7, t0, t0 + 2_100), 150 / 100 / 2.1, 'the window still starts at start-up');
+  ticks = 1_000; // after the reference moved (5 s), 10 s of CPU in 5 s = 2 cores
+  m.share(7, t0, t0 + 5_000);
+  ticks = 1_000 + 500;
+  assert.equal(m.share(7, t0, t0 + 10_000), 1);
+  assert.equal(m.share(null, t0, t0), null);
 });

@@ -26,7 +26,8 @@ export function table(rows: string[][]): string {
 }
 
 export function formatStatus(s: BridgeStatus): string {
-  const rows = [['INSTANCE', 'STATE', 'PID', 'BOOT', 'RESTARTS', 'UPTIME', 'SESSIONS', 'TOTAL', 'IN', 'OUT', 'FINGERPRINT']];
+  const pct = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : `${Math.round(x * 100)}%`);
+  const rows = [['INSTANCE', 'STATE', 'PID', 'BOOT', 'RESTARTS', 'UPTIME', 'SESSIONS', 'TOTAL', 'IN', 'OUT', 'CPU', 'FINGERPRINT']];
   for (const i of s.instances) {
     rows.push([
       i.name,
@@ -39,17 +40,18 @@ export function formatStatus(s: BridgeStatus): string {
       String(i.sessionsTotal),
       human(i.bytesIn),
       human(i.bytesOut),
+      pct(i.cpuShare),
       i.fingerprint ?? '-',
     ]);
   }
-  const out = [`bridge ${s.nickname} (supervisor pid ${s.pid}, ${s.ready ? 'ready' : 'not ready'})`, table(rows)];
+  const out = [`bridge ${s.nickname} (supervisor pid ${s.pid}, CPU ${pct(s.cpuShare)}, ${s.ready ? 'ready' : 'not ready'})`, table(rows)];
   if (s.balancer) {
     const l = s.balancer.listen;
     out.push(`balancer ${l ? `${l.host}:${l.port}` : '-'}: ${JSON.stringify(s.balancer.sessions)}`);
   }
   if (s.transport) {
     const t = s.transport;
-    out.push(`transport ${t.name}: ${t.state}, pid ${t.pid ?? '-'}, restarts ${t.restarts}, ${t.smethod ? `listening on ${t.smethod.address}` : 'no SMETHOD yet'}${t.lastError ? `, last error: ${t.lastError}` : ''}`);
+    out.push(`transport ${t.name}: ${t.state}, pid ${t.pid ?? '-'}, CPU ${pct(t.cpuShare)}, restarts ${t.restarts}, ${t.smethod ? `listening on ${t.smethod.address}` : 'no SMETHOD yet'}${t.lastError ? `, last error: ${t.lastError}` : ''}`);
   }
   return out.join('\n');
 }

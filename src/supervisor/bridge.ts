@@ -23,6 +23,7 @@ import { Supervisor, type InstanceStatus } from './supervisor.js';
 import { TransportRunner, type TransportStatus } from './transport.js';
 import { ControlServer, type ControlHandlers } from './control.js';
 import { systemdNotifier, type Notifier } from './notify.js';
+import { CpuMeter } from './cpu.js';
 
 export interface InstanceView extends InstanceStatus {
   uptimeMs: number | null;
@@ -31,6 +32,8 @@ export interface InstanceView extends InstanceStatus {
   bytesIn: number;
   bytesOut: number;
   balancerUp: boolean;
+  /** Share of one CPU core used since the previous status (1.0 = a core busy all the time). */
+  cpuShare: number | null;
 }
 
 export interface BridgeStatus {
@@ -38,9 +41,11 @@ export interface BridgeStatus {
   pid: number;
   startedAt: number;
   ready: boolean;
+  /** The supervisor's own CPU share (the balancer runs in it), as for instances. */
+  cpuShare: number | null;
   instances: InstanceView[];
   balancer: BalancerStats | null;
-  transport: TransportStatus | null;
+  transport: (TransportStatus & { cpuShare: number | null }) | null;
 }
 
 export interface RotationResult {
@@ -75,6 +80,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private health: NodeJS.Timeout | null = null;
   private readonly startedAt = Date.now();
   private readySent = false;
+  private readonly cpu = new CpuMeter();
   private starting: Promise<void> | null = null;
 
   private notifier: Notifier;
@@ -453,11 +459,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const stats = this.balancer?.stats() ?? null;
     const byName = new Map(stats?.backends.map((b) => [b.name, b]));
     const now = Date.now();
+    const transport = this.transport?.status() ?? null;
     return {
       nickname: this.cfg.nickname,
       pid: process.pid,
       startedAt: this.startedAt,
       ready: this.readySent,
+      cpuShare: this.cpu.share(process.pid, this.startedAt, now),
       instances: this.twins.status().map((s) => {
         const b = byName.get(s.name);
         return {
@@ -468,10 +476,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           bytesIn: b?.bytesToBackend ?? 0,
           bytesOut: b?.bytesFromBackend ?? 0,
           balancerUp: b?.up ?? false,
+          cpuShare: this.cpu.share(s.pid, s.startedAt, now),
         };
       }),
       balancer: stats,
-      transport: this.transport?.status() ?? null,
+      transport: transport ? { ...transport, cpuShare: this.cpu.share(transport.pid, transport.startedAt, now) } : null,
     };
   }
 
