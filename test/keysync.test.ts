@@ -95,3 +95,30 @@ test('installPins moves an old key file aside instead of deleting it', async () 
   assert.equal(await readFile(join(d, 'keys', 'secret_onion_key_ntor.old.moved-2026-01-02T030405000Z'), 'utf8'), 'old key');
   assert.equal((await pinStatus(join(d, 'keys'))).pinned, true);
 });
+
+test('init during an onion-key grace period keeps the previous keys as .old files (it does not pin over them)', async () => {
+  const root = await tmp('keys-grace');
+  const ts = targets(root, 2);
+  const identity = join(root, 'identity');
+  await initIdentity({ identityDir: identity, instances: ts, generate: gen });
+  const keys = join(ts[0]!.dataDir, 'keys');
+  const { rm } = await import('node:fs/promises');
+  for (const f of ['secret_onion_key.old', 'secret_onion_key_ntor.old']) {
+    await rm(join(keys, f), { recursive: true });
+    await writeFile(join(keys, f), `previous ${f}`);
+  }
+  await writeFile(
+    join(identity, 'onion-rotation.json'),
+    JSON.stringify({ version: 1, phase: 'grace', rotatedAt: new Date().toISOString(), current: 'a', previous: 'b', done: [] }),
+  );
+  await initIdentity({ identityDir: identity, instances: ts, generate: gen });
+  assert.equal(await readFile(join(keys, 'secret_onion_key_ntor.old'), 'utf8'), 'previous secret_onion_key_ntor.old');
+  assert.deepEqual((await readdir(keys)).filter((f) => f.includes('.moved-')), []);
+  // Outside a rotation the same files are an unpinned twin's: init pins again (moving them aside).
+  await writeFile(
+    join(identity, 'onion-rotation.json'),
+    JSON.stringify({ version: 1, phase: 'pinned', rotatedAt: new Date().toISOString(), current: 'a', previous: null, done: [] }),
+  );
+  await initIdentity({ identityDir: identity, instances: ts, generate: gen });
+  assert.equal((await stat(join(keys, 'secret_onion_key_ntor.old'))).isDirectory(), true);
+});

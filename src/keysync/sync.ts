@@ -92,6 +92,9 @@ export async function initIdentity(o: InitOptions): Promise<InitResult> {
     master = await readKeySet(keysOf(o.identityDir));
     if (!hasIdentity(master)) throw new Error(`no identity keys in ${keysOf(o.identityDir)} after generating them`);
   }
+  // During a coordinated rotation the previous onion keys are .old *files* on purpose (clients
+  // holding the old descriptor need them): pinning would move them aside and end the grace early.
+  const rotating = ['rolling', 'grace'].includes((await readRotationState(o.identityDir))?.phase ?? 'pinned');
   for (const i of o.instances) {
     await mkdir(i.dataDir, { recursive: true, mode: 0o700 });
     await chmod(i.dataDir, 0o700);
@@ -99,6 +102,7 @@ export async function initIdentity(o: InitOptions): Promise<InitResult> {
     const missing: KeySet = new Map([...master].filter(([f]) => !have.has(f)));
     const written = await installKeySet(keysOf(i.dataDir), missing);
     if (written.length) actions.push(`instance ${i.name}: installed ${written.join(', ')}`);
+    if (rotating && (await hasOldKeyFiles(keysOf(i.dataDir)))) continue;
     for (const a of await installPins(keysOf(i.dataDir))) actions.push(`instance ${i.name}: ${a}`);
   }
   const sid = master.get('secret_id_key');
@@ -211,4 +215,13 @@ async function graceProblems(name: string, keysDir: string, previous: OldKeys): 
   return PIN_DIRS.filter((_, j) => !mine?.[j]?.equals(previous.ref![j]!)).map(
     (d) => `instance ${name}: previous onion key ${d} differs from ${previous.who} (${digest(mine?.[PIN_DIRS.indexOf(d)])} vs ${digest(previous.ref![PIN_DIRS.indexOf(d)])})`,
   );
+}
+
+/** Whether a keys dir holds a previous onion key as a file (not a pin directory). */
+async function hasOldKeyFiles(keysDir: string): Promise<boolean> {
+  for (const f of ['secret_onion_key_ntor.old', 'secret_onion_key.old']) {
+    const st = await stat(join(keysDir, f)).catch(() => null);
+    if (st?.isFile()) return true;
+  }
+  return false;
 }
