@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(dist/test/*.test.js)
-exec bash scripts/netns.sh node --test --test-concurrency="${TEST_CONCURRENCY:-2}" --test-timeout=600000 "${files[@]}"
+exec bash scripts/netns.sh node --test --test-concurrency="${TEST_CONCURRENCY:-1}" --test-timeout=600000 "${files[@]}"

@@ -37,7 +37,11 @@ function hmac(key: Buffer, text: string, ...parts: Buffer[]): Buffer {
 }
 
 /** ESTABLISHED TCP sockets whose local end is host:port, read from the kernel (/proc/net/tcp). */
-function establishedAt(host: string, port: number): number {
+/**
+ * Established connections at host:port; with `fromBalancer`, only those from the balancer's source
+ * range (127.0.2.0/24), so a stray connection of another test cannot count.
+ */
+function establishedAt(host: string, port: number, fromBalancer = true): number {
   const hex = host.split('.').map((p) => Number(p).toString(16).padStart(2, '0')).reverse().join('').toUpperCase();
   const want = `${hex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   return readFileSync('/proc/net/tcp', 'utf8')
@@ -45,7 +49,8 @@ function establishedAt(host: string, port: number): number {
     .slice(1)
     .filter((l) => {
       const f = l.trim().split(/\s+/);
-      return f[1] === want && f[3] === '01';
+      // rem_address is little-endian hex: 127.0.2.x reads "xx02007F".
+      return f[1] === want && f[3] === '01' && (!fromBalancer || /^[0-9A-F]{2}02007F:/.test(f[2] ?? ''));
     }).length;
 }
 
@@ -334,10 +339,10 @@ test('extor-static-cookie as tor\'s managed transport: static cookie in, tor\'s 
   twins.push(t);
   await waitFor('the transport registered', () => readFileSync(join(t.dir, 'notice.log'), 'utf8').includes(`127.0.0.1:${port}`), 30_000, 100);
   assert.equal(pidsOf(pt).length, 1);
-  const before = establishedAt(t.host, t.port);
+  const before = establishedAt(t.host, t.port, false);
   const r = await dialExtOr({ host: '127.0.0.1', port, cookie, userAddr: '203.0.113.9:443', transport: 'snowflake' });
   assert.deepEqual(r.rawReply, OKAY);
-  assert.equal(establishedAt(t.host, t.port), before + 1, 'the session reached tor\'s own ExtORPort');
+  assert.equal(establishedAt(t.host, t.port, false), before + 1, 'the session reached tor\'s own ExtORPort');
   await assert.rejects(dialExtOr({ host: '127.0.0.1', port, cookie: randomBytes(32) }), (e: unknown) => e instanceof ExtOrError && e.authFailed);
   r.socket.destroy();
   await stopTwin(t);
