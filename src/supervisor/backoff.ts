@@ -22,3 +22,18 @@ export function parseTorLogLine(line: string): { level: string; msg: string } {
   const m = /^\w{3} +\d+ [\d:.]+ \[(\w+)\] (.*)$/.exec(line);
   return m ? { level: m[1]!, msg: m[2]! } : { level: 'notice', msg: line };
 }
+
+/**
+ * Waits `ms` (a restart backoff); `setWake` is handed a function that ends the wait early (a stop
+ * does not sit out the backoff), and null once the wait is over.
+ */
+export async function backoffSleep(ms: number, setWake: (wake: (() => void) | null) => void): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    setWake(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  setWake(null);
+}

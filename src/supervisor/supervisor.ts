@@ -15,7 +15,7 @@ import {
   type TorControl,
 } from '../tor/index.js';
 import { renderInstanceTorrc } from './render.js';
-import { backoffDelay, nextFailures, parseTorLogLine, type BackoffPolicy } from './backoff.js';
+import { backoffDelay, backoffSleep, nextFailures, parseTorLogLine, type BackoffPolicy } from './backoff.js';
 
 export type InstanceState = 'starting' | 'bootstrapping' | 'running' | 'backoff' | 'stopping' | 'stopped' | 'failed';
 
@@ -256,14 +256,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         { reason, code: exit.code, signal: exit.signal, ranMs: ran, wasBootstrapped: wasUp, lastLines: exit.lastLines, restartInMs: delay },
         `tor ${reason}; restarting in ${delay} ms`,
       );
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delay);
-        inst.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      inst.wake = null;
+      await backoffSleep(delay, (w) => (inst.wake = w));
     }
     inst.status.state = 'stopped';
   }

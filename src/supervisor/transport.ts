@@ -6,7 +6,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/index.js';
 import { spawnChild, type Child } from '../tor/index.js';
-import { backoffDelay, nextFailures, type BackoffPolicy } from './backoff.js';
+import { backoffDelay, backoffSleep, nextFailures, type BackoffPolicy } from './backoff.js';
 import { parsePtLine, ptServerEnv } from './ptproto.js';
 
 export type TransportState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopping' | 'stopped';
@@ -208,14 +208,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       this.st.state = 'backoff';
       this.st.lastError = reason;
       log.warn({ reason, lastLines: exit.lastLines, restartInMs: delay }, `transport ${reason}; restarting in ${delay} ms`);
-      await new Promise<void>((resolve) => {
-        const tm = setTimeout(resolve, delay);
-        this.wake = () => {
-          clearTimeout(tm);
-          resolve();
-        };
-      });
-      this.wake = null;
+      await backoffSleep(delay, (w) => (this.wake = w));
     }
     this.st.state = 'stopped';
   }
