@@ -288,7 +288,9 @@ test('a twin that fails authentication is marked down and the session replayed',
   assert.deepEqual(results.filter((r) => r.status === 'rejected'), []);
   const stale = balancer.stats().backends.find((b) => b.name === 'stale')!;
   assert.equal(stale.up, false);
-  assert.equal(stale.authFailures, 1);
+  // 8 sessions at once over 4 backends: round-robin can hand 'stale' a second session before the
+  // first one's failure comes back, so 1 or 2 failures are both right; each was replayed (above).
+  assert.ok(stale.authFailures >= 1 && stale.authFailures <= 2, `auth failures: ${stale.authFailures}`);
   assert.equal(stale.total, 0);
   await balancer.removeBackend('stale', { drainMs: 0 });
 });
