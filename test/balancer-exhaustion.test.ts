@@ -30,14 +30,17 @@ let extor: { host: string; port: number };
 let cookieFile: string;
 let savedRange = '';
 
-/** ESTABLISHED sockets whose local end is host:port (tor's side of the balancer's connections). */
+/**
+ * ESTABLISHED sockets whose local end is host:port and whose remote end is in 127.0.2.0/24 (tor's
+ * side of the balancer's connections; the readiness probe from 127.0.0.1 must not count).
+ */
 function establishedAt(host: string, port: number): number {
   const hex = host.split('.').map((p) => Number(p).toString(16).padStart(2, '0')).reverse().join('').toUpperCase();
   const want = `${hex}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
   let n = 0;
   for (const l of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
     const f = l.trim().split(/\s+/);
-    if (f[1] === want && f[3] === '01') n++;
+    if (f[1] === want && f[3] === '01' && /^[0-9A-F]{2}02007F:/.test(f[2] ?? '')) n++;
   }
   return n;
 }
