@@ -252,17 +252,18 @@ async function echoTwin(dir: string): Promise<{ address: string; cookieFile: str
   return { address: `${a.address}:${a.port}`, cookieFile };
 }
 
-for (const splice of [true, false]) {
-  test(`balancer (${splice ? 'splice relay' : 'JS relay'}): echo byte-exact with counts, idle timeout, removeBackend ends relayed sessions`, async () => {
+for (const engine of ['native', 'js'] as const) {
+  test(`balancer (${engine} engine): echo byte-exact with counts, idle timeout, removeBackend ends relayed sessions`, async () => {
     const dir = await tmp('splice');
     const twin = await echoTwin(dir);
     const staticCookie = randomBytes(32);
-    const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, idleTimeoutMs: 700, splice });
+    const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, idleTimeoutMs: 700, engine });
     balancers.push(b);
     const { port } = await b.start();
     b.addBackend({ name: 'echo', address: twin.address, cookieFile: twin.cookieFile });
     await b.markUp('echo');
-    assert.equal(b.stats().splice, splice);
+    assert.equal(b.stats().engine, engine);
+    assert.equal(b.stats().splice, engine === 'native');
     const dial = () => dialExtOr({ host: '127.0.0.1', port, cookie: staticCookie, userAddr: '192.0.2.1:1', transport: 'x', timeoutMs: 5000 });
 
     const r = await dial();

@@ -229,6 +229,8 @@ function fakeStatus(): BridgeStatus {
     balancer: {
       listen: { host: '127.0.0.1', port: 10000 },
       bindAddressNoPort: true,
+      engine: 'native',
+      splice: true,
       sourceRange: '127.0.2.0/24',
       sessions: {
         accepted: 50,

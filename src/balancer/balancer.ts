@@ -6,7 +6,8 @@ import { parseEndpoint, parseSourceRange, type SourceRange } from './address.js'
 import { BackendPool, type BackendSpec, type BackendStats } from './pool.js';
 import { Session, emptyListenerStats, type ListenerStats } from './session.js';
 import { connectFrom, loadAddon, warnIfNoAddon } from './source-bind.js';
-import { spliceRelay, spliceUnavailableReason } from './splice.js';
+import { engineUnavailableReason, nativeEngine } from './native.js';
+import { createNativeBalancer } from './native-balancer.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:10000';
 export const DEFAULT_SOURCE_RANGE = '127.0.2.0/24';
@@ -32,19 +33,21 @@ export interface BalancerOptions {
   /** Use IP_BIND_ADDRESS_NO_PORT through the native addon when it is built. Default true. */
   bindAddressNoPort?: boolean;
   /**
-   * Relay established sessions in the kernel with splice(2) (the native addon's relay thread, when it
-   * is built and BRIDGECTL_NO_SPLICE is not 1); in JS otherwise. Default: off unless BRIDGECTL_SPLICE=1
-   * (experimental: with it, balancer-lab.test.ts sees a real tor twin hang on SIGTERM, not yet understood).
+   * Where sessions run. 'native' (the default when the addon is built): the native engine's worker
+   * thread accepts, runs both handshakes and relays with splice(2); no session touches the JS heap.
+   * 'js': net.Sockets and a JS relay (the fallback without the addon; BRIDGECTL_ENGINE=js forces it).
    */
-  splice?: boolean;
+  engine?: 'native' | 'js';
 }
 
 export interface BalancerStats {
   listen: { host: string; port: number } | null;
   /** Whether backend connections get IP_BIND_ADDRESS_NO_PORT (the native addon is loaded). */
   bindAddressNoPort: boolean;
-  /** Whether established sessions are relayed in the kernel (splice) rather than in JS. */
-  splice?: boolean;
+  /** Where sessions run: the native engine, or net.Sockets in JS (see BalancerOptions.engine). */
+  engine: 'native' | 'js';
+  /** Whether established sessions are relayed in the kernel (splice): the native engine does. */
+  splice: boolean;
   sourceRange: string;
   sessions: ListenerStats;
   backends: BackendStats[];
@@ -81,6 +84,17 @@ export interface Balancer {
 }
 
 export function createBalancer(opts: BalancerOptions): Balancer {
+  const want = opts.engine ?? (process.env.BRIDGECTL_ENGINE === 'js' ? 'js' : 'native');
+  if (want === 'native') {
+    const e = nativeEngine();
+    if (e) return createNativeBalancer(opts, e, { listen: DEFAULT_LISTEN, sourceRange: DEFAULT_SOURCE_RANGE });
+    opts.logger.warn({ reason: engineUnavailableReason() }, 'native engine unavailable: sessions run in JS (slower, more memory per session)');
+  }
+  return createJsBalancer(opts);
+}
+
+/** The balancer with net.Sockets and a JS relay: the fallback when the native addon is not built. */
+function createJsBalancer(opts: BalancerOptions): Balancer {
   const logger = opts.logger;
   const listen = parseEndpoint(opts.listen ?? DEFAULT_LISTEN, 'balancer listen address', true);
   const range: SourceRange = parseSourceRange(opts.sourceRange ?? DEFAULT_SOURCE_RANGE);
@@ -88,9 +102,6 @@ export function createBalancer(opts: BalancerOptions): Balancer {
   const noPort = opts.bindAddressNoPort ?? true;
   if (noPort) warnIfNoAddon(logger);
   const useNoPort = noPort && loadAddon() !== null;
-  const wantSplice = opts.splice ?? process.env.BRIDGECTL_SPLICE === '1';
-  const splice = wantSplice ? spliceRelay() : null;
-  if (wantSplice && !splice) logger.info({ reason: spliceUnavailableReason() }, 'relaying in JS (no splice relay)');
   const pool = new BackendPool();
   const stats = emptyListenerStats();
   const sessions = new Set<Session>();
@@ -117,7 +128,6 @@ export function createBalancer(opts: BalancerOptions): Balancer {
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
     backendTimeoutMs: opts.backendTimeoutMs ?? 10_000,
     idleTimeoutMs: opts.idleTimeoutMs ?? 600_000,
-    splice,
     connect: (b: { host: string; port: number }) =>
       connectFrom({ host: b.host, port: b.port, localAddress: net.isIPv4(b.host) ? range.pick() : undefined, noPort }),
     backendFailed: (b: { spec: BackendSpec }, reason: string, authFailed: boolean) => backendFailed(b.spec.name, reason, authFailed),
@@ -155,7 +165,7 @@ export function createBalancer(opts: BalancerOptions): Balancer {
       });
       const a = srv.address() as net.AddressInfo;
       bound = { host: a.address, port: a.port };
-      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: useNoPort, splice: splice !== null }, 'balancer listening');
+      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: useNoPort, engine: 'js' }, 'balancer listening');
       return bound;
     },
 
@@ -204,12 +214,11 @@ export function createBalancer(opts: BalancerOptions): Balancer {
       if (l.maxSessions !== undefined) maxSessions = l.maxSessions;
     },
     stats() {
-      // Sessions in the splice relay: bring their byte counts up to date.
-      if (splice) for (const s of sessions) s.syncBytes();
       return {
         listen: bound,
         bindAddressNoPort: useNoPort,
-        splice: splice !== null,
+        engine: 'js',
+        splice: false,
         sourceRange: range.cidr,
         sessions: { ...stats },
         backends: pool.all().map((b) => ({ ...b.stats })),

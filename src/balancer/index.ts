@@ -13,5 +13,6 @@ export type { ListenerStats } from './session.js';
 export { parseEndpoint, parseSourceRange, type Endpoint, type SourceRange } from './address.js';
 export { connectFrom, loadAddon, addonLoadError, type BindNoPortAddon } from './source-bind.js';
 export { spliceRelay, spliceUnavailableReason, type SpliceRelay, type RelayCloseHandler } from './splice.js';
+export { nativeEngine, engineUnavailableReason } from './native.js';
 export { balancerCommand, extorStaticCookieCommand, BALANCER_USAGE, EXTOR_STATIC_COOKIE_USAGE } from './commands.js';
 export { parsePtServerEnv, type PtServerEnv } from './pt.js';

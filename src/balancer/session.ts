@@ -5,7 +5,6 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import { ExtOrClientHandshake, ExtOrServerHandshake } from '../extor-cookie/index.js';
 import type { Backend, BackendPool } from './pool.js';
-import type { SpliceRelay } from './splice.js';
 
 export interface ListenerStats {
   /** Connections accepted by the listener. */
@@ -56,8 +55,6 @@ export interface SessionContext {
   idleTimeoutMs: number;
   /** Opens a connection to a backend (from a source address). Errors come as 'error' events. */
   connect(b: Backend): net.Socket;
-  /** Relays in the kernel (splice) when set; in JS otherwise. */
-  splice: SpliceRelay | null;
   /** A backend failed a session before its OKAY. */
   backendFailed(b: Backend, reason: string, authFailed: boolean): void;
   onClose(s: Session): void;
@@ -77,14 +74,6 @@ export class Session {
   private early: Buffer = Buffer.alloc(0);
   private timer: NodeJS.Timeout | null = null;
   private phase: 'front' | 'backend' | 'relay' | 'closed' = 'front';
-  /** The splice relay's id for this session once handed to it. */
-  private relayId = -1;
-  /** Bytes of the relay's counts already added to the backend's stats: to the twin, from the twin. */
-  private counted: [number, number] = [0, 0];
-  /** The twin's reply (OKAY/DENY), which the relay writes first but the stats don't count. */
-  private replyLength = 0;
-
-  /** Null once the sockets are handed to the splice relay. */
   private transport: net.Socket | null;
 
   constructor(
@@ -214,26 +203,6 @@ export class Session {
 
     t.removeAllListeners('data');
     up.pause();
-    // In the kernel when we can: tor's answer and what it already sent on, then the transport's
-    // early bytes, are written first by the relay. (A socket with writes still queued in Node stays in JS.)
-    if (ctx.splice && t.writableLength === 0 && up.writableLength === 0) {
-      this.replyLength = reply.length;
-      const id = ctx.splice.handOff(
-        t,
-        up,
-        { idleMs: ctx.idleTimeoutMs, firstAtoB: this.early, firstBtoA: rest.length ? Buffer.concat([reply, rest]) : reply },
-        // Bound, not an arrow: a closure made here would keep this scope, sockets and all, alive.
-        this.relayClosed.bind(this),
-      );
-      if (id !== null) {
-        // The sockets are the relay's now: let go of them and of the handshake's buffers.
-        this.relayId = id;
-        this.early = this.held = Buffer.alloc(0);
-        this.upstream = null;
-        this.transport = null;
-        return;
-      }
-    }
     up.on('error', (e) => this.destroy(`twin: ${e.message}`));
     up.on('close', () => this.shutdown());
     up.on('end', () => this.shutdown());
@@ -289,37 +258,9 @@ export class Session {
   destroy(reason: string): void {
     if (this.phase === 'closed') return;
     this.ctx.logger.debug({ backend: this.backend?.spec.name, reason }, 'session closed');
-    if (this.relayId >= 0) {
-      // The relay closes both sockets and reports the final counts to relayClosed.
-      this.syncBytes();
-      this.ctx.splice?.close(this.relayId);
-      this.finish();
-      return;
-    }
     this.finish();
     this.transport?.destroy();
     this.upstream?.destroy();
-  }
-
-  /** Adds what the splice relay moved since last time to the backend's byte counters. */
-  syncBytes(final?: [number, number]): void {
-    if (this.relayId < 0 || !this.backend) return;
-    const now = final ?? this.ctx.splice?.bytes(this.relayId);
-    if (!now) return;
-    const toBackend = now[0];
-    const fromBackend = Math.max(0, now[1] - this.replyLength);
-    this.backend.stats.bytesToBackend += toBackend - this.counted[0];
-    this.backend.stats.bytesFromBackend += fromBackend - this.counted[1];
-    this.counted = [toBackend, fromBackend];
-  }
-
-  /** The splice relay closed the session (either side closed, an error, idle, or our destroy). */
-  private relayClosed(reason: string, aToB: number, bToA: number): void {
-    this.syncBytes([aToB, bToA]);
-    if (this.phase === 'closed') return;
-    if (reason === 'idle') this.ctx.stats.idleTimeouts++;
-    this.ctx.logger.debug({ backend: this.backend?.spec.name, reason }, 'session closed');
-    this.finish();
   }
 
   private finish(): void {

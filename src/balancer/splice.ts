@@ -1,20 +1,10 @@
-// The kernel data path for relayed sessions: the addon's splice(2) relay (native/splice_relay.c).
-// After a session's handshake, Session hands both sockets' descriptors over (the relay keeps dup()s)
-// and destroys its own net.Sockets; one worker thread then moves the bytes with splice through a
-// pipe, never through the JS heap. Close is reported back once per session with the byte counts.
-// Without the addon (or with BRIDGECTL_NO_SPLICE=1) spliceRelay() is null and Session relays in JS.
-// createBalancer uses it only when asked (splice: true, or BRIDGECTL_SPLICE=1).
+// The engine's splice(2) relay, for two sockets connected elsewhere (the balancer's own sessions
+// never leave the native engine). The relay keeps dup()s of the descriptors; the net.Sockets are
+// destroyed; one worker thread then moves the bytes with splice through a pipe, never through the
+// JS heap. Close is reported back once per session with the byte counts.
+// Without the addon (or with BRIDGECTL_NO_SPLICE=1) spliceRelay() is null.
 import type net from 'node:net';
-import { loadAddon } from './source-bind.js';
-
-interface RelayAddon {
-  relayInit(onClose: (id: number, reason: string, aToB: number, bToA: number) => void, pipeSize: number): boolean;
-  relayAdd(fdA: number, fdB: number, idleMs: number, firstAtoB?: Buffer, firstBtoA?: Buffer): number;
-  relayClose(id: number): void;
-  relayBytes(id: number): [number, number] | undefined;
-  relayRef(on: boolean): void;
-  relayStats(): { sessions: number; pipes: number; pooledPipes: number };
-}
+import { engineUnavailableReason, hasRelayHandler, nativeEngine, onRelayClose, type EngineAddon } from './native.js';
 
 export type RelayCloseHandler = (reason: string, aToB: number, bToA: number) => void;
 
@@ -39,9 +29,6 @@ export interface SpliceRelay {
   stats(): { sessions: number; pipes: number; pooledPipes: number };
 }
 
-/** Capacity of each pipe (F_SETPIPE_SZ): bytes one splice moves at most. */
-const DEFAULT_PIPE_SIZE = 256 * 1024;
-
 let relay: SpliceRelay | null | undefined;
 let unavailable = '';
 
@@ -58,17 +45,7 @@ function takeBuffered(s: net.Socket): Buffer[] {
   return out;
 }
 
-function create(addon: RelayAddon): SpliceRelay {
-  const handlers = new Map<number, RelayCloseHandler>();
-  const onClose = (id: number, reason: string, aToB: number, bToA: number): void => {
-    const h = handlers.get(id);
-    if (!h) return;
-    handlers.delete(id);
-    if (handlers.size === 0) addon.relayRef(false);
-    h(reason, aToB, bToA);
-  };
-  const pipeSize = Number(process.env.BRIDGECTL_SPLICE_PIPE_SIZE ?? DEFAULT_PIPE_SIZE);
-  addon.relayInit(onClose, Number.isInteger(pipeSize) && pipeSize > 0 ? pipeSize : DEFAULT_PIPE_SIZE);
+function create(addon: EngineAddon): SpliceRelay {
   return {
     handOff(a, b, opts, h) {
       const fa = fdOf(a);
@@ -84,8 +61,7 @@ function create(addon: RelayAddon): SpliceRelay {
         for (const c of bufB.reverse()) b.unshift(c);
         return null;
       }
-      if (handlers.size === 0) addon.relayRef(true);
-      handlers.set(id, h);
+      onRelayClose(id, h);
       for (const s of [a, b]) {
         s.removeAllListeners();
         s.on('error', () => {});
@@ -94,7 +70,7 @@ function create(addon: RelayAddon): SpliceRelay {
       return id;
     },
     close(id) {
-      if (handlers.has(id)) addon.relayClose(id);
+      if (hasRelayHandler(id)) addon.relayClose(id);
     },
     bytes(id) {
       return addon.relayBytes(id) ?? null;
@@ -112,18 +88,9 @@ export function spliceRelay(): SpliceRelay | null {
     unavailable = 'disabled by BRIDGECTL_NO_SPLICE=1';
     return (relay = null);
   }
-  const addon = loadAddon() as unknown as Partial<RelayAddon> | null;
-  if (!addon || typeof addon.relayInit !== 'function') {
-    unavailable = addon ? 'the native addon predates the splice relay (rebuild it: npm install)' : 'the native addon is not loaded';
-    return (relay = null);
-  }
-  try {
-    relay = create(addon as RelayAddon);
-  } catch (e) {
-    unavailable = (e as Error).message;
-    relay = null;
-  }
-  return relay;
+  const addon = nativeEngine();
+  if (!addon) unavailable = engineUnavailableReason();
+  return (relay = addon ? create(addon) : null);
 }
 
 export function spliceUnavailableReason(): string {

@@ -8,7 +8,7 @@
  *   openBound(address: string): number   fd, or -errno
  *   bindAddressNoPort(fd: number): number 1 or 0 (the option's value), or -errno   (for tests)
  *
- * The same addon carries the splice(2) relay (splice_relay.c: relayInit, relayAdd, ...).
+ * The same addon carries the native engine (engine.c: accept, both handshakes, splice relay).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "splice_relay.h"
+#include "engine.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -94,7 +94,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"bindAddressNoPort", NULL, BindAddressNoPort, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  splice_relay_register(env, exports);
+  engine_register(env, exports);
   return exports;
 }
 

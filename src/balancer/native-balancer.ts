@@ -1,0 +1,199 @@
+// The balancer on the native engine (native/engine.c): sessions never enter JS. This side keeps the
+// names, reads cookie files, resolves host names, turns engine events into logs and onBackendDown,
+// and assembles stats from the engine's counters. Same contract as the JS balancer (balancer.ts).
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { readCookieFile } from '../extor-cookie/index.js';
+import { formatEndpoint, parseEndpoint, parseSourceRange } from './address.js';
+import type { Balancer, BalancerOptions, BalancerStats } from './balancer.js';
+import { BACKEND_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
+import type { BackendSpec, BackendStats } from './pool.js';
+import type { ListenerStats } from './session.js';
+
+const MAX_BACKENDS = 256;
+const PER_BACKEND = 3 + BACKEND_COUNTERS.length;
+
+interface Entry {
+  idx: number;
+  spec: BackendSpec;
+  /** Settles once the engine has the backend's address (host names are resolved first). */
+  ready: Promise<void>;
+}
+
+function ipv4ToInt(s: string): number {
+  return s.split('.').reduce((n, p) => n * 256 + Number(p), 0);
+}
+
+function errnoError(neg: number, syscall: string, where: string): NodeJS.ErrnoException {
+  let code = 'UNKNOWN';
+  try {
+    code = getSystemErrorName(neg);
+  } catch {
+    /* unknown errno */
+  }
+  const text: Record<string, string> = { EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available', EACCES: 'permission denied' };
+  const e: NodeJS.ErrnoException = new Error(`${syscall} ${code}: ${text[code] ?? 'failed'} ${where}`);
+  e.code = code;
+  e.errno = neg;
+  e.syscall = syscall;
+  return e;
+}
+
+async function numeric(host: string): Promise<string> {
+  return isIP(host) ? host : (await lookup(host)).address;
+}
+
+export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defaults: { listen: string; sourceRange: string }): Balancer {
+  const logger = opts.logger;
+  const listen = parseEndpoint(opts.listen ?? defaults.listen, 'balancer listen address', true);
+  const range = parseSourceRange(opts.sourceRange ?? defaults.sourceRange);
+  if (opts.staticCookie.length !== 32) throw new Error(`the static cookie is 32 bytes, got ${opts.staticCookie.length}`);
+  const noPort = opts.bindAddressNoPort ?? true;
+  const h = e.engineCreate(opts.staticCookie, {
+    srcFirst: ipv4ToInt(range.at(0)),
+    srcSize: range.size,
+    noPort: noPort ? 1 : 0,
+    handshakeMs: opts.handshakeTimeoutMs ?? 30_000,
+    backendMs: opts.backendTimeoutMs ?? 10_000,
+    idleMs: opts.idleTimeoutMs ?? 600_000,
+    maxSessions: opts.maxSessions ?? 16_384,
+    debug: logger.isLevelEnabled('debug') ? 1 : 0,
+  });
+  const backends = new Map<string, Entry>();
+  const byIdx = new Map<number, Entry>();
+  let bound: { host: string; port: number } | null = null;
+  let stopped = false;
+
+  onBalancerEvents(h, {
+    down(idx, reason) {
+      const b = byIdx.get(idx);
+      if (!b) return;
+      logger.warn({ backend: b.spec.name, reason }, 'twin marked down; its sessions go to the others');
+      opts.onBackendDown?.(b.spec.name, reason);
+    },
+    debug(message) {
+      logger.debug(message);
+    },
+  });
+
+  const entry = (name: string): Entry => {
+    const b = backends.get(name);
+    if (!b) throw new Error(`no backend ${name}`);
+    return b;
+  };
+
+  const freeIdx = (): number => {
+    for (let i = 0; i < MAX_BACKENDS; i++) if (!byIdx.has(i)) return i;
+    throw new Error(`at most ${MAX_BACKENDS} backends per balancer`);
+  };
+
+  return {
+    async start() {
+      if (bound || stopped) throw new Error('balancer already started');
+      const host = await numeric(listen.host);
+      const port = e.engineListen(h, host, listen.port, 4096);
+      if (port < 0) throw errnoError(port, 'listen', formatEndpoint(listen));
+      e.engineRef(true);
+      bound = { host, port };
+      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: noPort, engine: 'native' }, 'balancer listening');
+      return bound;
+    },
+
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      const c = completion();
+      e.engineStop(h, c.token);
+      await c.promise;
+      if (bound) e.engineRef(false);
+      bound = null;
+    },
+
+    addBackend(spec) {
+      if (!spec.name) throw new Error('a backend needs a name');
+      if (backends.has(spec.name)) throw new Error(`backend ${spec.name} already exists`);
+      const ep = parseEndpoint(spec.address, `backend ${spec.name} address`);
+      const idx = freeIdx();
+      const set = (host: string): void => {
+        const r = e.engineBackendSet(h, idx, host, ep.port);
+        if (r < 0) throw errnoError(r, 'backend', spec.address);
+      };
+      let ready: Promise<void>;
+      if (isIP(ep.host)) {
+        set(ep.host);
+        ready = Promise.resolve();
+      } else {
+        ready = numeric(ep.host).then(set);
+        ready.catch((err: Error) => logger.warn({ backend: spec.name, err: err.message }, 'cannot resolve the twin address'));
+      }
+      const b: Entry = { idx, spec, ready };
+      backends.set(spec.name, b);
+      byIdx.set(idx, b);
+      logger.info({ backend: spec.name, address: spec.address }, 'twin added (down until marked up)');
+    },
+
+    async removeBackend(name, o = {}) {
+      const b = backends.get(name);
+      if (!b) return;
+      e.engineBackendDrain(h, b.idx, true);
+      const current = (): number => e.engineStats(h)[LISTENER_COUNTERS.length + b.idx * PER_BACKEND + 3] ?? 0;
+      const deadline = Date.now() + (o.drainMs ?? 30_000);
+      while (current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await b.ready.catch(() => undefined);
+      const c = completion();
+      e.engineBackendRemove(h, b.idx, c.token);
+      await c.promise;
+      backends.delete(name);
+      byIdx.delete(b.idx);
+      logger.info({ backend: name }, 'twin removed');
+    },
+
+    async markUp(name) {
+      const b = entry(name);
+      await b.ready;
+      const cookie = await readCookieFile(b.spec.cookieFile);
+      if (backends.get(name) !== b) throw new Error(`no backend ${name}`);
+      e.engineBackendUp(h, b.idx, cookie);
+      logger.info({ backend: name }, 'twin marked up');
+    },
+
+    markDown(name, reason) {
+      const b = backends.get(name);
+      if (!b) return;
+      if (e.engineBackendDown(h, b.idx, reason)) logger.info({ backend: name, reason }, 'twin marked down');
+    },
+
+    setLimits(l) {
+      e.engineLimits(h, l.handshakeTimeoutMs ?? -1, l.backendTimeoutMs ?? -1, l.idleTimeoutMs ?? -1, l.maxSessions ?? -1);
+    },
+
+    stats(): BalancerStats {
+      const a = e.engineStats(h);
+      const sessions = {} as ListenerStats;
+      LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
+      const list: BackendStats[] = [];
+      for (const b of backends.values()) {
+        const off = LISTENER_COUNTERS.length + b.idx * PER_BACKEND;
+        const used = (a[off] ?? 0) !== 0;
+        const up = used && (a[off + 1] ?? 0) !== 0;
+        const s: BackendStats = {
+          name: b.spec.name,
+          address: b.spec.address,
+          up,
+          draining: used && (a[off + 2] ?? 0) !== 0,
+          downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
+          current: 0,
+          total: 0,
+          bytesToBackend: 0,
+          bytesFromBackend: 0,
+          authFailures: 0,
+          connectFailures: 0,
+        };
+        BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
+        list.push(s);
+      }
+      return { listen: bound, bindAddressNoPort: noPort, engine: 'native', splice: true, sourceRange: range.cidr, sessions, backends: list };
+    },
+  };
+}

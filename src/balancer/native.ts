@@ -1,0 +1,126 @@
+// The native engine (native/engine.c, in the same addon as IP_BIND_ADDRESS_NO_PORT): one worker
+// thread that accepts, runs both SAFE_COOKIE handshakes and relays with splice(2). This file is the
+// one place that initialises it and routes its events: relay closes to splice.ts, balancer events
+// (a twin marked down, a command done, debug lines) to native-balancer.ts.
+import { loadAddon } from './source-bind.js';
+
+export interface EngineAddon {
+  engineInit(onEvent: (kind: number, a: number, b: unknown, c: unknown, d: unknown) => void, pipeSize: number): number;
+  engineCreate(staticCookie: Buffer, opts: Record<string, number>): number;
+  engineListen(h: number, host: string, port: number, backlog: number): number;
+  engineStop(h: number, token: number): void;
+  engineLimits(h: number, handshakeMs: number, backendMs: number, idleMs: number, maxSessions: number): void;
+  engineBackendSet(h: number, idx: number, host: string, port: number): number;
+  engineBackendUp(h: number, idx: number, cookie: Buffer): void;
+  engineBackendDown(h: number, idx: number, reason: string): boolean;
+  engineBackendDrain(h: number, idx: number, on: boolean): void;
+  engineBackendRemove(h: number, idx: number, token: number): void;
+  engineBackendReason(h: number, idx: number): string;
+  engineStats(h: number): Float64Array;
+  engineRef(on: boolean): void;
+  relayAdd(fdA: number, fdB: number, idleMs: number, firstAtoB?: Buffer, firstBtoA?: Buffer): number;
+  relayClose(id: number): void;
+  relayBytes(id: number): [number, number] | undefined;
+  relayStats(): { sessions: number; pipes: number; pooledPipes: number };
+}
+
+/** Listener counters in engineStats order (then, per backend slot: used, up, draining, BACKEND_COUNTERS). */
+export const LISTENER_COUNTERS = [
+  'accepted',
+  'current',
+  'established',
+  'authFailures',
+  'protocolErrors',
+  'handshakeTimeouts',
+  'idleTimeouts',
+  'rejectedOverCap',
+  'noBackend',
+  'replays',
+  'localErrors',
+] as const;
+export const BACKEND_COUNTERS = ['current', 'total', 'bytesToBackend', 'bytesFromBackend', 'authFailures', 'connectFailures'] as const;
+
+export interface BalancerEvents {
+  down(idx: number, reason: string, authFailed: boolean): void;
+  debug(message: string): void;
+}
+
+/** Capacity of each relay pipe (F_SETPIPE_SZ): bytes one splice moves at most. */
+const DEFAULT_PIPE_SIZE = 256 * 1024;
+
+let engine: EngineAddon | null | undefined;
+let unavailable = '';
+const relayHandlers = new Map<number, (reason: string, aToB: number, bToA: number) => void>();
+const balancerHandlers = new Map<number, BalancerEvents>();
+const done = new Map<number, () => void>();
+let nextToken = 1;
+
+function onEvent(kind: number, a: number, b: unknown, c: unknown, d: unknown): void {
+  switch (kind) {
+    case 1: {
+      const h = relayHandlers.get(a);
+      if (!h) return;
+      relayHandlers.delete(a);
+      if (relayHandlers.size === 0) engine?.engineRef(false);
+      h(b as string, c as number, d as number);
+      return;
+    }
+    case 2:
+      balancerHandlers.get(a)?.down(b as number, c as string, d as boolean);
+      return;
+    case 3: {
+      const r = done.get(a);
+      done.delete(a);
+      r?.();
+      return;
+    }
+    case 4:
+      balancerHandlers.get(a)?.debug(b as string);
+      return;
+  }
+}
+
+/** The engine, initialised, or null when the addon is not built here (reason: engineUnavailableReason()). */
+export function nativeEngine(): EngineAddon | null {
+  if (engine !== undefined) return engine;
+  const addon = loadAddon() as unknown as Partial<EngineAddon> | null;
+  if (!addon || typeof addon.engineInit !== 'function') {
+    unavailable = addon ? 'the native addon predates the engine (rebuild it: npm install)' : 'the native addon is not loaded';
+    return (engine = null);
+  }
+  try {
+    const pipeSize = Number(process.env.BRIDGECTL_SPLICE_PIPE_SIZE ?? DEFAULT_PIPE_SIZE);
+    addon.engineInit(onEvent, Number.isInteger(pipeSize) && pipeSize > 0 ? pipeSize : DEFAULT_PIPE_SIZE);
+    engine = addon as EngineAddon;
+  } catch (e) {
+    unavailable = (e as Error).message;
+    engine = null;
+  }
+  return engine;
+}
+
+export function engineUnavailableReason(): string {
+  return unavailable;
+}
+
+/** Routes a relayAdd session's close report; keeps Node alive until it comes. */
+export function onRelayClose(id: number, h: (reason: string, aToB: number, bToA: number) => void): void {
+  if (relayHandlers.size === 0) engine?.engineRef(true);
+  relayHandlers.set(id, h);
+}
+
+export function hasRelayHandler(id: number): boolean {
+  return relayHandlers.has(id);
+}
+
+export function onBalancerEvents(handle: number, h: BalancerEvents | null): void {
+  if (h) balancerHandlers.set(handle, h);
+  else balancerHandlers.delete(handle);
+}
+
+/** A token for a command whose completion the engine reports, and the promise of that report. */
+export function completion(): { token: number; promise: Promise<void> } {
+  const token = nextToken++;
+  const promise = new Promise<void>((resolve) => done.set(token, resolve));
+  return { token, promise };
+}
