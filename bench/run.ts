@@ -139,7 +139,7 @@ async function startProxy(name: string, opts: { perfMap?: boolean } = {}): Promi
   } else if (name === 'bridgectl' || name === 'bridgectl-js') {
     cookieFile = staticCookie;
     proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn'],
-      name === 'bridgectl-js' ? { BRIDGECTL_SPLICE: '0' } : { BRIDGECTL_SPLICE: '1' });
+      { BRIDGECTL_ENGINE: name === 'bridgectl-js' ? 'js' : 'native' });
   } else if (name === 'node-pipe') {
     proc = start(process.execPath, [...nodeFlags, join(here, 'pipe-proxy.js'), '--listen', listen, '--backend', backend]);
   } else throw new Error(`unknown proxy ${name}`);

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# The native addon (IP_BIND_ADDRESS_NO_PORT, the splice relay) is built by npm install; rebuild it
+# The native addon (IP_BIND_ADDRESS_NO_PORT, the native engine) is built by npm install; rebuild it
 # when it is missing or older than its sources, with the node-gyp that npm carries.
 addon=build/Release/bind_no_port.node
 if [ ! -f $addon ] || [ -n "$(find binding.gyp src/balancer/native -newer $addon)" ]; then
