@@ -247,23 +247,38 @@ if (only.has('rate')) {
   }
 }
 
+/**
+ * The proxy's RSS once it stops moving: sampled every 500 ms until two samples 1 s apart differ by
+ * less than 256 kB (at least `minMs`, at most `minMs` + 15 s), so that a garbage collector shrinking or growing
+ * its heap after the last burst is not counted as the sessions' cost (or gain).
+ */
+async function settledRss(pid: number, minMs = 1000): Promise<number> {
+  const t0 = Date.now();
+  const samples: number[] = [];
+  for (;;) {
+    samples.push(rssBytes(pid));
+    const n = samples.length;
+    if (Date.now() - t0 >= minMs && n >= 3 && Math.abs(samples[n - 1]! - samples[n - 3]!) < 256 * 1024) return samples[n - 1]!;
+    if (Date.now() - t0 >= minMs + 15_000) return samples[n - 1]!;
+    await sleep(500);
+  }
+}
+
 if (only.has('idle')) {
   for (const name of proxyNames) {
     const p = await startProxy(name);
     // Warm-up: some sessions come and go first, so that start-up allocations are not counted.
     await runLoad(p, 'rate', { concurrency: 32, seconds: 1 });
-    await sleep(1000);
-    const rssBefore = rssBytes(p.pid);
+    // V8's memory reducer shrinks an idle heap some 8 s after the last burst: let it, first.
+    const rssBefore = await settledRss(p.pid, 12_000);
     const half = Math.floor(cfg.idleSessions / 2);
     const c = load(p, 'idle', { sessions: cfg.idleSessions, concurrency: 100, 'pause-at': half });
     const lines = lineReader(c);
     const h = await lines();
-    await sleep(3000);
-    const rssHalf = rssBytes(p.pid);
+    const rssHalf = await settledRss(p.pid, 3000);
     c.stdin!.write('go\n');
     const r = await lines();
-    await sleep(3000);
-    const rssAfter = rssBytes(p.pid);
+    const rssAfter = await settledRss(p.pid, 3000);
     c.stdin!.end();
     await new Promise((res) => (c.exitCode !== null ? res(null) : c.once('exit', res)));
     await stop(p.proc);
