@@ -179,6 +179,28 @@ test('splice relay: a reset closes both at once; close(id) closes both; reasons 
   relay().close(r2.id); // a second close of a gone id is a no-op
 });
 
+test('splice relay: when one side is already reset, what came from it still reaches the other (tor\'s OKAY)', async () => {
+  // The twin wrote its OKAY and reset at once; the relay then has the transport's early bytes to send
+  // to a dead socket and the OKAY to send to a live one. The OKAY must get through, then a close.
+  const [a, a2] = await pair();
+  const [b2, b] = await pair();
+  a2.pause();
+  b2.pause();
+  let onClose!: (v: string) => void;
+  const closed = new Promise<string>((r) => (onClose = r));
+  const okay = Buffer.from([0x10, 0, 0, 0]);
+  // The reset is sent at once (close with SO_LINGER 0); b2 is handed off in the same turn, before
+  // Node could notice it, so the relay finds its twin side already reset.
+  b.resetAndDestroy();
+  const id = relay().handOff(a2, b2, { idleMs: 0, firstAtoB: Buffer.from('early bytes'), firstBtoA: okay }, (reason) => onClose(reason));
+  assert.ok(id !== null && id >= 0);
+  const got: Buffer[] = [];
+  a.on('data', (d: Buffer) => got.push(d));
+  await closedWithin(a);
+  assert.deepEqual(Buffer.concat(got), okay, 'the OKAY reached the transport before the close');
+  assert.match(await closed, /^twin: /);
+});
+
 test('splice relay: idle timeout closes a silent session, not a busy one', async () => {
   const quiet = await relayed({ idleMs: 600 });
   const busy = await relayed({ idleMs: 600 });
@@ -227,7 +249,7 @@ test('splice relay: hundreds of sessions at once, twice over (ids reused), no cr
 
 const OKAY = Buffer.from([0x10, 0, 0, 0]);
 
-async function echoTwin(dir: string): Promise<{ address: string; cookieFile: string }> {
+async function echoTwin(dir: string, host = '127.0.4.9'): Promise<{ address: string; cookieFile: string }> {
   const cookieFile = join(dir, 'twin_cookie');
   const cookie = await createCookieFile(cookieFile, { overwrite: true });
   const srv = net.createServer((sock) => {
@@ -247,9 +269,9 @@ async function echoTwin(dir: string): Promise<{ address: string; cookieFile: str
     sock.on('data', onData);
   });
   servers.push(srv);
-  await new Promise<void>((r) => srv.listen(0, '127.0.4.9', r));
+  await new Promise<void>((r) => srv.listen(0, host, r));
   const a = srv.address() as net.AddressInfo;
-  return { address: `${a.address}:${a.port}`, cookieFile };
+  return { address: `${net.isIP(host) ? a.address : host}:${a.port}`, cookieFile };
 }
 
 for (const engine of ['native', 'js'] as const) {
@@ -294,3 +316,25 @@ for (const engine of ['native', 'js'] as const) {
     await waitFor('no session open', () => b.stats().sessions.current === 0, 5000, 20);
   });
 }
+
+test('native engine: a twin given by host name is resolved; a bad listen address is a clear error', async () => {
+  const dir = await tmp('splice-name');
+  const twin = await echoTwin(dir, 'localhost');
+  assert.match(twin.address, /^localhost:\d+$/);
+  const staticCookie = randomBytes(32);
+  const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, engine: 'native' });
+  balancers.push(b);
+  const { port } = await b.start();
+  b.addBackend({ name: 'byname', address: twin.address, cookieFile: twin.cookieFile });
+  await b.markUp('byname');
+  const r = await dialExtOr({ host: '127.0.0.1', port, cookie: staticCookie, userAddr: '192.0.2.1:1', transport: 'x', timeoutMs: 5000 });
+  assert.deepEqual(r.rawReply, OKAY);
+  const got = readN(r.socket, 5);
+  r.socket.write('hello');
+  assert.equal(await got, sha(Buffer.from('hello')));
+  r.socket.destroy();
+
+  const taken = createBalancer({ listen: `127.0.0.1:${port}`, staticCookie, logger: testLogger, engine: 'native' });
+  await assert.rejects(taken.start(), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE' && /address already in use 127\.0\.0\.1:\d+/.test(e.message));
+  await taken.stop();
+});

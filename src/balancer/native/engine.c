@@ -7,6 +7,13 @@
  * space. JS (native-balancer.ts) owns the configuration: backends, their cookies and up/down state
  * (under one mutex), limits; it reads the counters; the worker tells it when it marks a twin down.
  *
+ * The attempt on a twin starts as soon as the transport connects, alongside the transport's own
+ * handshake (connect, auth types, our nonce and the twin's server hash need nothing from the
+ * transport), and waits for the transport's DONE to send our client hash with its commands: a
+ * session then costs one round trip to the twin after DONE instead of three. Only while transports
+ * behave: after any transport fails auth, breaks the protocol, times out or leaves mid-handshake,
+ * attempts start at DONE for SPEC_PAUSE_MS, so bad peers never cost the twins a connection.
+ *
  * Why not net.Socket: a Node session costs two net.Sockets with their stream state, listeners and
  * timers, ~350 µs of CPU and several kB of V8 heap per session; here it is one small struct.
  *
@@ -79,11 +86,16 @@
 #define MAX_BACKENDS 256
 #define MAX_COMMAND_BYTES (64 * 1024)
 #define ACCEPT_BATCH 64
+/* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS after a
+ * transport misbehaved (failed auth, broke the protocol, timed out or left mid-handshake), so that a
+ * flood of bad peers never reaches the twins. */
+#define SPEC_MAX 1024
+#define SPEC_PAUSE_MS 10000
 
 enum { K_EVENTFD, K_SESSION, K_LISTENER };
 enum { P_FRONT, P_BACKEND, P_RELAY, P_REJECT };
 enum { F_TYPE, F_NONCE, F_HASH, F_CMDS };
-enum { B_CONNECT, B_TYPES, B_SHASH, B_RESULT, B_REPLY };
+enum { B_CONNECT, B_TYPES, B_SHASH, B_WAIT, B_RESULT, B_REPLY };
 enum { EV_RELAY_CLOSED = 1, EV_DOWN = 2, EV_DONE = 3, EV_DEBUG = 4 };
 
 /* Listener counters, in the order engineStats returns them. */
@@ -136,20 +148,35 @@ struct bal {
   int64_t hs_ms, be_ms, idle_ms;
   int64_t max_sessions;
   uint32_t rr;
+  /* Worker only: */
+  int64_t spec_paused_until;
+  int spec_now;
   int nbe; /* slots in use are below this */
   backend_t be[MAX_BACKENDS];
   _Atomic int64_t c[C_N];
 };
 
 typedef struct {
-  int st;
+  uint8_t *p;
+  size_t len, cap;
+} inbuf_t;
+
+/*
+ * Both handshakes run at once: the attempt on a twin starts when the transport connects (connect,
+ * auth types, our nonce, its server hash all overlap with the transport's own handshake) and waits
+ * in B_WAIT for the transport's DONE before it sends our client hash with the commands.
+ */
+typedef struct {
+  int fst, bst;        /* the transport's handshake (F_*), the twin attempt's (B_*) */
+  bool front_done;     /* the transport sent DONE: held is complete */
+  bool spec;           /* counted in spec_now: an attempt started before DONE */
   uint8_t expect[32];  /* front: the client hash we expect */
   uint8_t cookie[32];  /* backend: the twin's cookie for this attempt */
   uint8_t cnonce[32];  /* backend: our nonce */
+  uint8_t chash[32];   /* backend: our client hash, kept in B_WAIT */
   uint64_t tried[MAX_BACKENDS / 64];
   int ntried;
-  uint8_t *in;
-  size_t inlen, incap;
+  inbuf_t in[2]; /* what came from fd[0] (transport) and fd[1] (twin) during the handshakes */
   uint8_t *held; /* the transport's commands, DONE included, as it framed them */
   size_t heldlen;
   uint8_t *early; /* what the transport sent after DONE */
@@ -372,10 +399,22 @@ static void account(sess_t *s, int d, size_t n) {
 
 static const char *side_name(int side) { return side == 0 ? "transport" : "twin"; }
 
+static void spec_done(sess_t *s) {
+  if (s->hs && s->hs->spec) {
+    s->hs->spec = false;
+    s->bal->spec_now--;
+  }
+}
+
+/* A transport misbehaved: no early twin attempts for a while. */
+static void spec_pause(bal_t *b) { b->spec_paused_until = now_ms() + SPEC_PAUSE_MS; }
+
 static void free_hs(sess_t *s) {
   hs_t *h = s->hs;
   if (!h) return;
-  free(h->in);
+  spec_done(s);
+  free(h->in[0].p);
+  free(h->in[1].p);
   free(h->held);
   free(h->early);
   free(h->reply);
@@ -580,9 +619,17 @@ static void reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const
   va_end(ap);
   bal_t *b = s->bal;
   INC(b->c[counter], 1);
+  spec_pause(b);
   post_debug(b, "transport handshake failed: %s", why);
   if (s->counted) INC(b->c[C_CURRENT], -1);
   s->counted = false;
+  if (s->fd[1] >= 0) { /* the attempt started alongside: the twin is not to blame */
+    unregister(s, 1);
+    close(s->fd[1]);
+    s->fd[1] = -1;
+    drop_dir(&s->d[0]);
+  }
+  s->be = -1;
   free_hs(s);
   s->phase = P_REJECT;
   s->deadline_ms = now_ms() + LINGER_MS;
@@ -606,7 +653,7 @@ static void attempt_failed(sess_t *s, const char *reason, bool auth, bool local)
     s->fd[1] = -1;
   }
   drop_dir(&s->d[0]); /* what was queued to the failed twin */
-  h->inlen = 0;
+  h->in[1].len = 0;
   h->replylen = 0;
   h->replyparts = 0;
   s->be = -1;
@@ -668,6 +715,9 @@ static void start_backend(sess_t *s) {
     be_ms = b->be_ms;
     pthread_mutex_unlock(&E.mu);
     if (idx < 0) {
+      s->be = -1;
+      /* Before the transport's DONE, wait: its DONE tries again (and closes if there is still none). */
+      if (!h->front_done) return;
       INC(b->c[C_NOBACKEND], 1);
       if (h->ntried) return close_with(s, "every twin tried failed (%d)", h->ntried);
       return close_with(s, "no twin is up");
@@ -676,7 +726,7 @@ static void start_backend(sess_t *s) {
     h->tried[idx / 64] |= 1ull << (idx % 64);
     h->ntried++;
     s->be = idx;
-    h->st = B_CONNECT;
+    h->bst = B_CONNECT;
     h->attempt_deadline = be_ms > 0 ? now_ms() + be_ms : 0;
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int err = fd < 0 ? errno : 0;
@@ -753,26 +803,29 @@ static const char *check_command(int type, const uint8_t *body, size_t len) {
   return NULL;
 }
 
-static void consume(hs_t *h, size_t off) {
+static void consume(inbuf_t *in, size_t off) {
   if (off == 0) return;
-  memmove(h->in, h->in + off, h->inlen - off);
-  h->inlen -= off;
+  memmove(in->p, in->p + off, in->len - off);
+  in->len -= off;
 }
+
+static void send_commands(sess_t *s);
 
 /* The transport's side: SAFE_COOKIE with the static cookie, then its commands until DONE. */
 static void front_input(sess_t *s) {
   bal_t *b = s->bal;
   hs_t *h = s->hs;
+  inbuf_t *in = &h->in[0];
   size_t off = 0;
   for (;;) {
-    uint8_t *p = h->in + off;
-    size_t n = h->inlen - off;
-    switch (h->st) {
+    uint8_t *p = in->p + off;
+    size_t n = in->len - off;
+    switch (h->fst) {
       case F_TYPE:
         if (n < 1) goto more;
         if (p[0] != 1) return reject(s, NULL, 0, C_PROTO, "unsupported auth type %d", p[0]);
         off += 1;
-        h->st = F_NONCE;
+        h->fst = F_NONCE;
         break;
       case F_NONCE: {
         if (n < 32) goto more;
@@ -782,7 +835,7 @@ static void front_input(sess_t *s) {
         safe_cookie_hash(b->cookie, C2S, p, out + 32, h->expect);
         queue_to(s, 0, out, 64);
         off += 32;
-        h->st = F_HASH;
+        h->fst = F_HASH;
         break;
       }
       case F_HASH: {
@@ -794,7 +847,7 @@ static void front_input(sess_t *s) {
         static const uint8_t ok = 1;
         queue_to(s, 0, &ok, 1);
         off += 32;
-        h->st = F_CMDS;
+        h->fst = F_CMDS;
         break;
       }
       default: { /* F_CMDS */
@@ -809,20 +862,24 @@ static void front_input(sess_t *s) {
         if (append(&h->held, &h->heldlen, p, 4 + len) < 0) return close_with(s, "out of memory");
         off += 4 + len;
         if (type == 0) {
-          if (append(&h->early, &h->earlylen, h->in + off, h->inlen - off) < 0) return close_with(s, "out of memory");
-          h->inlen = 0;
+          if (append(&h->early, &h->earlylen, in->p + off, in->len - off) < 0) return close_with(s, "out of memory");
+          in->len = 0;
           if (!flush_to(s, 0)) return;
           s->phase = P_BACKEND;
+          h->front_done = true;
+          spec_done(s);
           set_events(s, 0, s->d[1].first_len ? EPOLLOUT : 0);
           if (s->dead) return;
-          return start_backend(s);
+          if (s->fd[1] < 0) return start_backend(s);
+          if (h->bst == B_WAIT) send_commands(s);
+          return;
         }
       }
     }
   }
 more:
-  consume(h, off);
-  if (h->st == F_CMDS && h->cmdbytes + h->inlen > MAX_COMMAND_BYTES) {
+  consume(in, off);
+  if (h->fst == F_CMDS && h->cmdbytes + in->len > MAX_COMMAND_BYTES) {
     return reject(s, NULL, 0, C_PROTO, "too many command bytes before DONE");
   }
   if (flush_to(s, 0)) update(s);
@@ -831,13 +888,28 @@ more:
 static void relay_start(sess_t *s, const uint8_t *rest, size_t restlen);
 
 /* Our side with the twin: SAFE_COOKIE with its current cookie, the transport's commands, its answer. */
+/* The transport's DONE came and the twin proved its cookie: our client hash and the commands. */
+static void send_commands(sess_t *s) {
+  hs_t *h = s->hs;
+  queue_to(s, 1, h->chash, 32);
+  queue_to(s, 1, h->held, h->heldlen);
+  h->bst = B_RESULT;
+  pthread_mutex_lock(&E.mu);
+  int64_t be_ms = s->bal->be_ms;
+  pthread_mutex_unlock(&E.mu);
+  h->attempt_deadline = be_ms > 0 ? now_ms() + be_ms : 0;
+  flush_to(s, 1);
+  update(s);
+}
+
 static void backend_input(sess_t *s) {
   hs_t *h = s->hs;
+  inbuf_t *in = &h->in[1];
   size_t off = 0;
   for (;;) {
-    uint8_t *p = h->in + off;
-    size_t n = h->inlen - off;
-    switch (h->st) {
+    uint8_t *p = in->p + off;
+    size_t n = in->len - off;
+    switch (h->bst) {
       case B_TYPES: {
         uint8_t *z = memchr(p, 0, n);
         if (!z) {
@@ -851,7 +923,7 @@ static void backend_input(sess_t *s) {
         random_bytes(h->cnonce, 32);
         memcpy(out + 1, h->cnonce, 32);
         queue_to(s, 1, out, 33);
-        h->st = B_SHASH;
+        h->bst = B_SHASH;
         break;
       }
       case B_SHASH: {
@@ -859,14 +931,23 @@ static void backend_input(sess_t *s) {
         uint8_t want[32];
         safe_cookie_hash(h->cookie, S2C, h->cnonce, p + 32, want);
         if (CRYPTO_memcmp(want, p, 32) != 0) return attempt_failed(s, "wrong server hash (the twin has another cookie)", true, false);
-        uint8_t ch[32];
-        safe_cookie_hash(h->cookie, C2S, h->cnonce, p + 32, ch);
-        queue_to(s, 1, ch, 32);
-        queue_to(s, 1, h->held, h->heldlen);
+        safe_cookie_hash(h->cookie, C2S, h->cnonce, p + 32, h->chash);
         off += 64;
-        h->st = B_RESULT;
+        if (h->front_done) {
+          consume(in, off);
+          off = 0;
+          send_commands(s);
+          if (s->dead) return;
+        } else {
+          /* Waiting for the transport is not the twin's time: no attempt deadline meanwhile. */
+          h->bst = B_WAIT;
+          h->attempt_deadline = 0;
+        }
         break;
       }
+      case B_WAIT:
+        if (n == 0) goto more;
+        return attempt_failed(s, "twin spoke before our client hash", false, false);
       case B_RESULT:
         if (n < 1) goto more;
         if (p[0] != 1) {
@@ -874,7 +955,7 @@ static void backend_input(sess_t *s) {
           return attempt_failed(s, "bad auth result from twin", false, false);
         }
         off += 1;
-        h->st = B_REPLY;
+        h->bst = B_REPLY;
         break;
       default: { /* B_REPLY */
         if (n < 4) goto more;
@@ -884,13 +965,13 @@ static void backend_input(sess_t *s) {
         if (append(&h->reply, &h->replylen, p, 4 + len) < 0) return close_with(s, "out of memory");
         h->replyparts++;
         off += 4 + len;
-        if (type == 0x1000 || type == 0x1001) return relay_start(s, h->in + off, h->inlen - off);
+        if (type == 0x1000 || type == 0x1001) return relay_start(s, in->p + off, in->len - off);
         if (h->replyparts > 16) return attempt_failed(s, "no OKAY or DENY from twin", false, false);
       }
     }
   }
 more:
-  consume(h, off);
+  consume(in, off);
   flush_to(s, 1);
   update(s);
 }
@@ -930,11 +1011,10 @@ static void update(sess_t *s) {
     case P_RELAY:
       return relay_update(s);
     case P_FRONT:
-      return set_events(s, 0, EPOLLIN | (s->d[1].first_len ? EPOLLOUT : 0));
     case P_BACKEND:
-      set_events(s, 0, s->d[1].first_len ? EPOLLOUT : 0);
+      set_events(s, 0, (s->phase == P_FRONT ? EPOLLIN : 0) | (s->d[1].first_len ? EPOLLOUT : 0));
       if (!s->dead && s->fd[1] >= 0 && s->hs)
-        set_events(s, 1, s->hs->st == B_CONNECT ? EPOLLOUT : EPOLLIN | (s->d[0].first_len ? EPOLLOUT : 0));
+        set_events(s, 1, s->hs->bst == B_CONNECT ? EPOLLOUT : EPOLLIN | (s->d[0].first_len ? EPOLLOUT : 0));
       return;
     default: /* P_REJECT */
       if (!s->d[1].first_len && !s->shut_wr) {
@@ -954,19 +1034,19 @@ static int sock_error(int fd) {
 
 /* Reads into the handshake buffer; returns bytes read, 0 on EOF, -errno (or -EAGAIN). */
 static ssize_t read_hs(sess_t *s, int side, size_t limit) {
-  hs_t *h = s->hs;
-  if (h->incap - h->inlen < 512 && h->incap < limit) {
-    size_t cap = h->incap ? h->incap * 2 : 256;
+  inbuf_t *in = &s->hs->in[side];
+  if (in->cap - in->len < 512 && in->cap < limit) {
+    size_t cap = in->cap ? in->cap * 2 : 256;
     if (cap > limit) cap = limit;
-    uint8_t *in = realloc(h->in, cap);
-    if (!in) return -ENOMEM;
-    h->in = in;
-    h->incap = cap;
+    uint8_t *p = realloc(in->p, cap);
+    if (!p) return -ENOMEM;
+    in->p = p;
+    in->cap = cap;
   }
-  if (h->inlen == h->incap) return -ENOBUFS;
-  ssize_t n = recv(s->fd[side], h->in + h->inlen, h->incap - h->inlen, MSG_DONTWAIT);
+  if (in->len == in->cap) return -ENOBUFS;
+  ssize_t n = recv(s->fd[side], in->p + in->len, in->cap - in->len, MSG_DONTWAIT);
   if (n < 0) return -errno;
-  h->inlen += (size_t)n;
+  in->len += (size_t)n;
   return n;
 }
 
@@ -1003,34 +1083,47 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
     return update(s);
   }
   if (side == 0) {
-    if (ev & EPOLLERR) return close_with(s, "transport: %s", strerror(sock_error(s->fd[0])));
+    if (ev & EPOLLERR) {
+      if (s->phase == P_FRONT) spec_pause(s->bal);
+      return close_with(s, "transport: %s", strerror(sock_error(s->fd[0])));
+    }
     if ((ev & EPOLLOUT) && !flush_to(s, 0)) return;
     if (s->phase == P_FRONT && (ev & EPOLLIN)) {
       ssize_t n = read_hs(s, 0, MAX_COMMAND_BYTES + 4096);
-      if (n == 0) return finalize(s, "transport closed during the handshake");
+      if (n == 0) {
+        spec_pause(s->bal);
+        return finalize(s, "transport closed during the handshake");
+      }
       if (n == -ENOBUFS) return reject(s, NULL, 0, C_PROTO, "too many command bytes before DONE");
       if (n < 0 && n != -EAGAIN && n != -EINTR) return close_with(s, "transport: %s", strerror((int)-n));
       if (n > 0) return front_input(s);
     } else if (ev & EPOLLHUP) {
+      spec_pause(s->bal);
       return finalize(s, "transport closed during the handshake");
     }
     return update(s);
   }
   /* The twin's socket during the attempt. */
   hs_t *h = s->hs;
-  if (h->st == B_CONNECT) {
+  if (h->bst == B_CONNECT) {
     if (ev & (EPOLLERR | EPOLLHUP)) {
       char why[REASON_LEN];
       snprintf(why, sizeof why, "connect: %s", strerror(sock_error(s->fd[1])));
       return attempt_failed(s, why, false, false);
     }
     if (!(ev & EPOLLOUT)) return;
-    h->st = B_TYPES;
+    h->bst = B_TYPES;
     return update(s);
   }
   if (ev & EPOLLERR) {
+    /* What the twin sent before the error still counts (its OKAY, then a reset): read it first. */
+    int fd = s->fd[1], err = sock_error(fd);
+    if (read_hs(s, 1, 64 * 1024 + 4096) > 0) {
+      backend_input(s);
+      if (s->dead || s->phase == P_RELAY || s->fd[1] != fd) return;
+    }
     char why[REASON_LEN];
-    snprintf(why, sizeof why, "twin: %s before its OKAY", strerror(sock_error(s->fd[1])));
+    snprintf(why, sizeof why, "twin: %s before its OKAY", strerror(err));
     return attempt_failed(s, why, false, false);
   }
   if (ev & EPOLLOUT) flush_to(s, 1);
@@ -1130,7 +1223,13 @@ static void on_accept(bal_t *b) {
     s->deadline_ms = hs_ms > 0 ? now_ms() + hs_ms : 0;
     static const uint8_t greeting[2] = {1, 0};
     queue_to(s, 0, greeting, 2);
-    if (flush_to(s, 0)) update(s);
+    if (!flush_to(s, 0)) continue;
+    update(s);
+    if (!s->dead && b->spec_now < SPEC_MAX && now_ms() >= b->spec_paused_until) {
+      h->spec = true;
+      b->spec_now++;
+      start_backend(s);
+    }
   }
 }
 
@@ -1144,7 +1243,7 @@ static void do_remove(bal_t *b, int idx) {
     pthread_mutex_unlock(&E.mu);
     if (!s || s->dead || s->bal != b || s->be != idx) continue;
     if (s->phase == P_RELAY) finalize(s, "twin removed");
-    else if (s->phase == P_BACKEND) attempt_failed(s, "twin removed", false, true);
+    else if (s->phase == P_FRONT || s->phase == P_BACKEND) attempt_failed(s, "twin removed", false, true);
   }
   pthread_mutex_lock(&E.mu);
   b->be[idx].used = false;
@@ -1239,7 +1338,7 @@ static void scan(void) {
       x = now >= s->deadline_ms;
     else
       x = (s->deadline_ms > 0 && now >= s->deadline_ms) ||
-          (s->phase == P_BACKEND && s->hs && s->hs->attempt_deadline > 0 && now >= s->hs->attempt_deadline);
+          (s->hs && s->fd[1] >= 0 && s->hs->attempt_deadline > 0 && now >= s->hs->attempt_deadline);
     if (!x) continue;
     if (n == cap) {
       size_t c = cap ? cap * 2 : 64;
@@ -1262,6 +1361,7 @@ static void scan(void) {
       finalize(s, "rejected");
     } else if (s->deadline_ms > 0 && now >= s->deadline_ms) {
       INC(s->bal->c[C_HSTIMEOUT], 1);
+      if (!s->hs->front_done) spec_pause(s->bal);
       close_with(s, "handshake timed out");
     } else {
       char why[REASON_LEN];
