@@ -86,11 +86,15 @@
 #define MAX_BACKENDS 256
 #define MAX_COMMAND_BYTES (64 * 1024)
 #define ACCEPT_BATCH 64
-/* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS after a
- * transport misbehaved (failed auth, broke the protocol, timed out or left mid-handshake), so that a
- * flood of bad peers never reaches the twins. */
+/* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS once bad
+ * transport handshakes (failed auth, broken protocol, timed out, or left mid-handshake) reach
+ * SPEC_BAD_MIN and a tenth of those that ended over the last one to two seconds: a flood of bad
+ * peers never costs the twins a connection, while a health probe or a client that gives up now and
+ * then does not turn the feature off. */
 #define SPEC_MAX 1024
 #define SPEC_PAUSE_MS 10000
+#define SPEC_WINDOW_MS 1000
+#define SPEC_BAD_MIN 16
 
 enum { K_EVENTFD, K_SESSION, K_LISTENER };
 enum { P_FRONT, P_BACKEND, P_RELAY, P_REJECT };
@@ -151,6 +155,8 @@ struct bal {
   /* Worker only: */
   int64_t spec_paused_until;
   int spec_now;
+  int64_t win_start;
+  uint32_t win_good[2], win_bad[2]; /* [0] this window, [1] the one before */
   int nbe; /* slots in use are below this */
   backend_t be[MAX_BACKENDS];
   _Atomic int64_t c[C_N];
@@ -406,8 +412,29 @@ static void spec_done(sess_t *s) {
   }
 }
 
-/* A transport misbehaved: no early twin attempts for a while. */
-static void spec_pause(bal_t *b) { b->spec_paused_until = now_ms() + SPEC_PAUSE_MS; }
+/* Counts a transport handshake that ended well (DONE) or badly; pauses early attempts on a flood. */
+static void spec_count(bal_t *b, bool bad) {
+  int64_t now = now_ms();
+  if (now - b->win_start >= SPEC_WINDOW_MS) {
+    bool stale = now - b->win_start >= 2 * SPEC_WINDOW_MS;
+    b->win_good[1] = stale ? 0 : b->win_good[0];
+    b->win_bad[1] = stale ? 0 : b->win_bad[0];
+    b->win_good[0] = b->win_bad[0] = 0;
+    b->win_start = now;
+  }
+  if (!bad) {
+    b->win_good[0]++;
+    return;
+  }
+  b->win_bad[0]++;
+  uint32_t nbad = b->win_bad[0] + b->win_bad[1], ngood = b->win_good[0] + b->win_good[1];
+  if (nbad >= SPEC_BAD_MIN && (uint64_t)nbad * 10 >= (uint64_t)(nbad + ngood)) {
+    if (now >= b->spec_paused_until) post_debug(b, "bad transport handshakes (%u of %u): twin attempts wait for DONE for %d s", nbad, nbad + ngood, SPEC_PAUSE_MS / 1000);
+    b->spec_paused_until = now + SPEC_PAUSE_MS;
+  }
+}
+
+static void spec_pause(bal_t *b) { spec_count(b, true); }
 
 static void free_hs(sess_t *s) {
   hs_t *h = s->hs;
@@ -868,6 +895,7 @@ static void front_input(sess_t *s) {
           s->phase = P_BACKEND;
           h->front_done = true;
           spec_done(s);
+          spec_count(s->bal, false);
           set_events(s, 0, s->d[1].first_len ? EPOLLOUT : 0);
           if (s->dead) return;
           if (s->fd[1] < 0) return start_backend(s);
