@@ -168,15 +168,19 @@ function perfRecord(pid: number, name: string): () => Promise<string> {
     const exited = new Promise((r) => rec.once('exit', r));
     rec.kill('SIGINT');
     await exited;
-    const rep = spawn('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'dso,sym', '-g', 'none', '--percent-limit', '1.5'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let text = '';
-    rep.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    await new Promise((r) => rep.once('exit', r));
-    return text
-      .split('\n')
-      .filter((l) => l.trim() && !l.startsWith('#'))
-      .slice(0, 30)
-      .join('\n');
+    const report = async (sort: string, limit: string, lines: number): Promise<string> => {
+      const rep = spawn('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '-g', 'none', '--percent-limit', limit], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let text = '';
+      rep.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      await new Promise((r) => rep.once('exit', r));
+      return text
+        .split('\n')
+        .filter((l) => l.trim() && !l.startsWith('#'))
+        .slice(0, lines)
+        .join('\n');
+    };
+    // Where it runs (kernel, the proxy's own code, libraries), then the top symbols.
+    return `${await report('dso', '0.5', 8)}\n\n${await report('dso,sym', '1.5', 30)}`;
   };
 }
 
