@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExtOrServerHandshake, createCookieFile, dialExtOr } from '../src/extor-cookie/index.js';
+import { ExtOrClientHandshake, ExtOrServerHandshake, createCookieFile, dialExtOr, driveHandshake, transportCommands } from '../src/extor-cookie/index.js';
 import { createBalancer, spliceRelay, type Balancer, type SpliceRelay } from '../src/balancer/index.js';
 import { testLogger, tmp, waitFor } from './helpers.js';
 
@@ -249,7 +249,7 @@ test('splice relay: hundreds of sessions at once, twice over (ids reused), no cr
 
 const OKAY = Buffer.from([0x10, 0, 0, 0]);
 
-async function echoTwin(dir: string, host = '127.0.4.9'): Promise<{ address: string; cookieFile: string }> {
+async function echoTwin(dir: string, host = '127.0.4.9'): Promise<{ address: string; cookieFile: string; accepted: () => number }> {
   const cookieFile = join(dir, 'twin_cookie');
   const cookie = await createCookieFile(cookieFile, { overwrite: true });
   const srv = net.createServer((sock) => {
@@ -269,9 +269,11 @@ async function echoTwin(dir: string, host = '127.0.4.9'): Promise<{ address: str
     sock.on('data', onData);
   });
   servers.push(srv);
+  let accepted = 0;
+  srv.on('connection', () => accepted++);
   await new Promise<void>((r) => srv.listen(0, host, r));
   const a = srv.address() as net.AddressInfo;
-  return { address: `${net.isIP(host) ? a.address : host}:${a.port}`, cookieFile };
+  return { address: `${net.isIP(host) ? a.address : host}:${a.port}`, cookieFile, accepted: () => accepted };
 }
 
 for (const engine of ['native', 'js'] as const) {
@@ -337,4 +339,63 @@ test('native engine: a twin given by host name is resolved; a bad listen address
   const taken = createBalancer({ listen: `127.0.0.1:${port}`, staticCookie, logger: testLogger, engine: 'native' });
   await assert.rejects(taken.start(), (e: NodeJS.ErrnoException) => e.code === 'EADDRINUSE' && /address already in use 127\.0\.0\.1:\d+/.test(e.message));
   await taken.stop();
+});
+
+test('native engine: the twin attempt starts with the transport\'s handshake; a flood of bad handshakes makes it wait for DONE', async () => {
+  const dir = await tmp('splice-early');
+  const twin = await echoTwin(dir);
+  const staticCookie = randomBytes(32);
+  const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, engine: 'native' });
+  balancers.push(b);
+  const { port } = await b.start();
+  b.addBackend({ name: 'echo', address: twin.address, cookieFile: twin.cookieFile });
+  await b.markUp('echo');
+  const open: net.Socket[] = [];
+  /** A transport that authenticates and then holds back its commands. */
+  const authOnly = async (): Promise<net.Socket> => {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    s.on('error', () => {});
+    open.push(s);
+    await driveHandshake(s, new ExtOrClientHandshake(staticCookie), null, 5000);
+    return s;
+  };
+  const finish = async (s: net.Socket): Promise<void> => {
+    const got = readN(s, 4 + 5);
+    s.write(Buffer.concat([transportCommands({ userAddr: '192.0.2.1:1', transport: 'x' }), Buffer.from('hello')]));
+    assert.equal(await got, sha(Buffer.concat([OKAY, Buffer.from('hello')])), 'OKAY, then the echo');
+  };
+  const settled = async (): Promise<number> => {
+    for (let last = -1; ; await sleep(150)) {
+      const n = twin.accepted();
+      if (n === last) return n;
+      last = n;
+    }
+  };
+  try {
+    const n0 = await settled();
+    const s1 = await authOnly();
+    await waitFor('the twin attempt before DONE', () => twin.accepted() === n0 + 1, 2000, 10);
+    await finish(s1);
+
+    // 20 transports with a wrong auth type: answered per protocol and dropped; early attempts pause.
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        new Promise<void>((resolve) => {
+          const s = net.connect({ port, host: '127.0.0.1' }, () => s.write(Buffer.from([0x02])));
+          s.on('error', () => resolve());
+          s.on('close', () => resolve());
+          s.resume();
+        }),
+      ),
+    );
+    assert.equal(b.stats().sessions.protocolErrors, 20);
+    const n1 = await settled();
+    const s2 = await authOnly();
+    await sleep(300);
+    assert.equal(twin.accepted(), n1, 'no connection to the twin before DONE while paused');
+    await finish(s2);
+    assert.equal(twin.accepted(), n1 + 1);
+  } finally {
+    for (const s of open) s.destroy();
+  }
 });
