@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile, stat, readdir, chmod, rm, cp, lstat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { stringify } from 'yaml';
 import {
   initIdentity,
@@ -147,6 +148,9 @@ test('import of the same identity with another ntor key: refused; --force moves 
 
 test('import --force over another identity moves every old keys dir aside (kept, not deleted) and installs the archive', async () => {
   const other = await bridge('arch-force');
+  // The old identity was in an onion-key rotation: that state must not carry over to the new keys.
+  const state = join(other.identity, 'onion-rotation.json');
+  await writeFile(state, JSON.stringify({ phase: 'grace', lastRotation: '2025-12-01T00:00:00Z' }));
   const before = await snapshot(other.root);
   const r = await importKeys({
     archive: await readKeyArchive(archiveFile),
@@ -157,7 +161,8 @@ test('import --force over another identity moves every old keys dir aside (kept,
   });
   assert.equal(r.outcome, 'replaced');
   const moved = [join(other.identity, 'keys'), ...other.ts.map((t) => join(t.dataDir, 'keys'))].map((k) => `${k}.moved-2026-01-02T030405000Z`);
-  assert.deepEqual(r.movedAside, moved);
+  assert.deepEqual(r.movedAside, [...moved, `${state}.moved-2026-01-02T030405000Z`]);
+  assert.equal(existsSync(state), false, 'the old rotation state is moved aside');
   for (const m of moved) {
     const original = m.replace(/\.moved-.*$/, '');
     for (const [path, sig] of Object.entries(before)) {

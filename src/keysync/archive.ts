@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { parseCookieFile } from '../extor-cookie/index.js';
 import { IDENTITY_FILES, MUST_MATCH, installKeySet, installPins, readKeySet, type KeySet } from './keys.js';
 import { rsaFingerprint, ed25519Identity, type KeyTarget } from './sync.js';
+import { ROTATION_STATE_FILE } from './rotation.js';
 
 export const KEY_ARCHIVE_FORMAT = 'bridgectl-keys';
 export const KEY_ARCHIVE_VERSION = 1;
@@ -367,6 +368,23 @@ export async function importKeys(o: ImportOptions): Promise<ImportResult> {
     movedAside.push(aside);
     actions.push(`${p.who}: moved the keys of ${describe(p.have)} to ${aside}`);
     p.have = new Map();
+  }
+  // The onion-key rotation state belongs to the keys just moved aside: the new keys start afresh
+  // (their rotation is dated from their files, as on a first start).
+  if (force && places.some((p) => p.differs.includes(MUST_MATCH['ntor onion key']))) {
+    const state = join(o.identityDir, ROTATION_STATE_FILE);
+    const aside = `${state}.moved-${stamp}`;
+    const moved = await rename(state, aside).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return false;
+        throw e;
+      },
+    );
+    if (moved) {
+      movedAside.push(aside);
+      actions.push(`moved the onion-key rotation state of the old keys to ${aside}`);
+    }
   }
   // Install what is missing, with the archived modes (owner-only).
   for (const p of places) {
