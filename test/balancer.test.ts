@@ -410,6 +410,49 @@ test('the standalone balancer command: usage errors, serves sessions, stops on S
   assert.match(res.stderr, /balancer listening/);
 });
 
+test('out of descriptors, the native engine rests its listener instead of spinning, then serves again', async () => {
+  const main = fileURLToPath(new URL('./fixtures/balancer-main.js', import.meta.url));
+  const echo = await fakeTwin('fdEcho', 'echo');
+  const staticFile = join(dir, 'static_cookie_fd');
+  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
+  await writeCookieFile(staticFile, staticCookie, { overwrite: true });
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  // 64 descriptors: Node and the engine take some; 80 connections exhaust the rest.
+  const child = execa('bash', ['-c', 'ulimit -n 64 && exec "$@"', 'x', process.execPath, main, '--listen', `127.0.0.1:${port}`, '--cookie', staticFile,
+    '--backend', `${echo.address}=${echo.cookieFile}`, '--log-level', 'debug'], { reject: false, all: true });
+  let log = '';
+  child.all!.on('data', (d: Buffer) => (log += d.toString()));
+  const socks: net.Socket[] = [];
+  try {
+    await waitFor('the balancer command to listen', () => log.includes('balancer listening'), 10_000, 50);
+    for (let i = 0; i < 80; i++) {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.on('error', () => {});
+      socks.push(s);
+    }
+    await waitFor('accept to run out of descriptors', () => /accept: Too many open files/.test(log), 10_000, 20);
+    const mark = log.length;
+    await sleep(1000);
+    // Resting: about one line per 100 ms. Spinning on a level-triggered listener: thousands.
+    const lines = (log.slice(mark).match(/accept: Too many open files/g) ?? []).length;
+    assert.ok(lines <= 30, `${lines} accept failures logged in a second: the listener spins`);
+    for (const s of socks) s.destroy();
+    const r = await waitFor('a session once descriptors are free', async () => dial(port), 15_000, 200);
+    assert.deepEqual(r.rawReply, OKAY);
+    r.socket.destroy();
+  } finally {
+    for (const s of socks) s.destroy();
+    child.kill('SIGTERM');
+  }
+  const res = await child;
+  assert.equal(res.exitCode, 0, log.slice(-2000));
+});
+
 test('without the native addon: one warning, and source addresses are still bound', async () => {
   const script = `
     import pino from 'pino';

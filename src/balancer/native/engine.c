@@ -86,6 +86,7 @@
 #define MAX_BACKENDS 256
 #define MAX_COMMAND_BYTES (64 * 1024)
 #define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
 /* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS once bad
  * transport handshakes (failed auth, broken protocol, timed out, or left mid-handshake) reach
  * SPEC_BAD_MIN and a tenth of those that ended over the last one to two seconds: a flood of bad
@@ -155,6 +156,7 @@ struct bal {
   /* Worker only: */
   int64_t spec_paused_until;
   int spec_now;
+  int64_t accept_paused_until; /* out of descriptors: the listener is out of epoll until then */
   int64_t win_start;
   uint32_t win_good[2], win_bad[2]; /* [0] this window, [1] the one before */
   int nbe; /* slots in use are below this */
@@ -1220,8 +1222,12 @@ static void on_accept(bal_t *b) {
     int fd = accept4(b->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
-      post_debug(b, "accept: %s", strerror(errno));
-      return; /* EMFILE and the like: the next epoll round tries again */
+      /* Out of descriptors or memory: a level-triggered listener would spin; rest it for a while
+       * (scan() puts it back), leaving the connections in the backlog. */
+      post_debug(b, "accept: %s; accepting again in %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+      epoll_ctl(E.ep, EPOLL_CTL_DEL, b->lfd, NULL);
+      b->accept_paused_until = now_ms() + ACCEPT_PAUSE_MS;
+      return;
     }
     INC(b->c[C_ACCEPTED], 1);
     pthread_mutex_lock(&E.mu);
@@ -1354,6 +1360,16 @@ static void scan(void) {
   static size_t cap;
   size_t n = 0;
   int64_t now = now_ms();
+  pthread_mutex_lock(&E.mu);
+  for (int i = 0; i < E.nbals; i++) {
+    bal_t *b = E.bals[i];
+    if (b->accept_paused_until && now >= b->accept_paused_until && b->lfd >= 0 && !b->stopped) {
+      b->accept_paused_until = 0;
+      struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->lref};
+      epoll_ctl(E.ep, EPOLL_CTL_ADD, b->lfd, &ev);
+    }
+  }
+  pthread_mutex_unlock(&E.mu);
   pthread_mutex_lock(&E.mu);
   for (uint32_t i = 0; i < E.nslots; i++) {
     sess_t *s = E.slots[i];
