@@ -29,6 +29,7 @@ import {
   type BalancerOptions,
 } from '../src/balancer/index.js';
 import { tmp, testLogger, waitFor } from './helpers.js';
+import { freePort } from '../src/lab/index.js';
 
 const OKAY = Buffer.from([0x10, 0, 0, 0]);
 const DENY = Buffer.from([0x10, 0x01, 0, 0]);
@@ -382,21 +383,22 @@ test('removeBackend stops new sessions and ends the open ones after drainMs', as
   assert.deepEqual(b.stats().backends.map((x) => [x.name, x.total]), [['drainB', 3]]);
 });
 
+/** The static cookie in a cookie file, for the standalone command. */
+async function staticCookieFile(name: string): Promise<string> {
+  const file = join(dir, name);
+  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
+  await writeCookieFile(file, staticCookie, { overwrite: true });
+  return file;
+}
+
 test('the standalone balancer command: usage errors, serves sessions, stops on SIGTERM', async () => {
   const main = fileURLToPath(new URL('./fixtures/balancer-main.js', import.meta.url));
   const bad = await execa(process.execPath, [main, '--backend', 'x'], { reject: false });
   assert.equal(bad.exitCode, 2);
   assert.match(bad.stderr, /usage: bridgectl balancer/);
   const echo = await fakeTwin('cmdEcho', 'echo');
-  const staticFile = join(dir, 'static_cookie');
-  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
-  await writeCookieFile(staticFile, staticCookie, { overwrite: true });
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+  const staticFile = await staticCookieFile('static_cookie');
+  const port = await freePort();
   const child = execa(process.execPath, [main, '--listen', `127.0.0.1:${port}`, '--cookie', staticFile, '--backend', `${echo.address}=${echo.cookieFile}`], { reject: false });
   try {
     const r = await waitFor('the balancer command to serve', async () => dial(port), 10_000, 100);
@@ -413,15 +415,8 @@ test('the standalone balancer command: usage errors, serves sessions, stops on S
 test('out of descriptors, the native engine rests its listener instead of spinning, then serves again', async () => {
   const main = fileURLToPath(new URL('./fixtures/balancer-main.js', import.meta.url));
   const echo = await fakeTwin('fdEcho', 'echo');
-  const staticFile = join(dir, 'static_cookie_fd');
-  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
-  await writeCookieFile(staticFile, staticCookie, { overwrite: true });
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+  const staticFile = await staticCookieFile('static_cookie_fd');
+  const port = await freePort();
   // 64 descriptors: Node and the engine take some; 80 connections exhaust the rest.
   const child = execa('bash', ['-c', 'ulimit -n 64 && exec "$@"', 'x', process.execPath, main, '--listen', `127.0.0.1:${port}`, '--cookie', staticFile,
     '--backend', `${echo.address}=${echo.cookieFile}`, '--log-level', 'debug'], { reject: false, all: true });

@@ -8,7 +8,7 @@ import { readCookieFile } from '../extor-cookie/index.js';
 import { formatEndpoint, parseEndpoint, parseSourceRange } from './address.js';
 import type { Balancer, BalancerOptions, BalancerStats } from './balancer.js';
 import { BACKEND_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
-import type { BackendSpec, BackendStats } from './pool.js';
+import { emptyBackendStats, type BackendSpec, type BackendStats } from './pool.js';
 import type { ListenerStats } from './session.js';
 
 const MAX_BACKENDS = 256;
@@ -178,17 +178,10 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
         const used = (a[off] ?? 0) !== 0;
         const up = used && (a[off + 1] ?? 0) !== 0;
         const s: BackendStats = {
-          name: b.spec.name,
-          address: b.spec.address,
+          ...emptyBackendStats(b.spec),
           up,
           draining: used && (a[off + 2] ?? 0) !== 0,
           downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
-          current: 0,
-          total: 0,
-          bytesToBackend: 0,
-          bytesFromBackend: 0,
-          authFailures: 0,
-          connectFailures: 0,
         };
         BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
         list.push(s);

@@ -40,6 +40,23 @@ export interface Backend extends Endpoint {
   sessions: Set<{ destroy(reason: string): void }>;
 }
 
+/** A backend's stats before anything happened: down until marked up, counters zero. */
+export function emptyBackendStats(spec: BackendSpec): BackendStats {
+  return {
+    name: spec.name,
+    address: spec.address,
+    up: false,
+    draining: false,
+    downReason: 'not marked up yet',
+    current: 0,
+    total: 0,
+    bytesToBackend: 0,
+    bytesFromBackend: 0,
+    authFailures: 0,
+    connectFailures: 0,
+  };
+}
+
 export class BackendPool {
   private readonly list: Backend[] = [];
   private rr = 0;
@@ -53,19 +70,7 @@ export class BackendPool {
       spec,
       cookie: null,
       sessions: new Set(),
-      stats: {
-        name: spec.name,
-        address: spec.address,
-        up: false,
-        draining: false,
-        downReason: 'not marked up yet',
-        current: 0,
-        total: 0,
-        bytesToBackend: 0,
-        bytesFromBackend: 0,
-        authFailures: 0,
-        connectFailures: 0,
-      },
+      stats: emptyBackendStats(spec),
     };
     this.list.push(b);
     return b;

@@ -1639,15 +1639,14 @@ static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, s
   return -EINVAL;
 }
 
+static bal_t *bal_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, int *idx);
+
 static napi_value EngineListen(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
   char host[64];
   size_t hl;
   int32_t port = 0, backlog = 4096;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 4 ? get_bal(env, argv[0]) : NULL;
+  bal_t *b = bal_args(env, info, 4, argv, NULL);
   if (!b) return NULL;
   if (napi_get_value_string_utf8(env, argv[1], host, sizeof host, &hl) != napi_ok) return make_num(env, -EINVAL);
   napi_get_value_int32(env, argv[2], &port);
@@ -1697,12 +1696,9 @@ static void queue_cmd(int kind, bal_t *b, int idx, double token) {
 }
 
 static napi_value EngineStop(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
   double token = 0;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 2 ? get_bal(env, argv[0]) : NULL;
+  bal_t *b = bal_args(env, info, 2, argv, NULL);
   if (!b) return NULL;
   napi_get_value_double(env, argv[1], &token);
   queue_cmd(1, b, -1, token);
@@ -1710,12 +1706,9 @@ static napi_value EngineStop(napi_env env, napi_callback_info info) {
 }
 
 static napi_value EngineLimits(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
   double v[4] = {-1, -1, -1, -1};
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 5 ? get_bal(env, argv[0]) : NULL;
+  bal_t *b = bal_args(env, info, 5, argv, NULL);
   if (!b) return NULL;
   for (int i = 0; i < 4; i++) napi_get_value_double(env, argv[i + 1], &v[i]);
   pthread_mutex_lock(&E.mu);
@@ -1738,17 +1731,28 @@ static bool get_idx(napi_env env, napi_value v, int *idx) {
   return true;
 }
 
+/* The arguments of a per-balancer call: (handle, [backend index,] ...). Throws and returns NULL if wrong. */
+static bal_t *bal_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, int *idx) {
+  size_t argc = want;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!started(env)) return NULL;
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return NULL;
+  }
+  bal_t *b = get_bal(env, argv[0]);
+  if (b && idx && !get_idx(env, argv[1], idx)) return NULL;
+  return b;
+}
+
 static napi_value EngineBackendSet(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
   char host[64];
   size_t hl;
   int32_t port = 0;
   int idx;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 4 ? get_bal(env, argv[0]) : NULL;
-  if (!b || !get_idx(env, argv[1], &idx)) return NULL;
+  bal_t *b = bal_args(env, info, 4, argv, &idx);
+  if (!b) return NULL;
   if (napi_get_value_string_utf8(env, argv[2], host, sizeof host, &hl) != napi_ok) return make_num(env, -EINVAL);
   napi_get_value_int32(env, argv[3], &port);
   struct sockaddr_storage ss;
@@ -1771,14 +1775,11 @@ static napi_value EngineBackendSet(napi_env env, napi_callback_info info) {
 }
 
 static napi_value EngineBackendUp(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   uint8_t cookie[32];
   int idx;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 3 ? get_bal(env, argv[0]) : NULL;
-  if (!b || !get_idx(env, argv[1], &idx)) return NULL;
+  bal_t *b = bal_args(env, info, 3, argv, &idx);
+  if (!b) return NULL;
   if (!get_cookie(env, argv[2], cookie)) {
     napi_throw_type_error(env, NULL, "a cookie is 32 bytes");
     return NULL;
@@ -1795,15 +1796,12 @@ static napi_value EngineBackendUp(napi_env env, napi_callback_info info) {
 }
 
 static napi_value EngineBackendDown(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   char reason[REASON_LEN];
   size_t rl = 0;
   int idx;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 3 ? get_bal(env, argv[0]) : NULL;
-  if (!b || !get_idx(env, argv[1], &idx)) return NULL;
+  bal_t *b = bal_args(env, info, 3, argv, &idx);
+  if (!b) return NULL;
   if (napi_get_value_string_utf8(env, argv[2], reason, sizeof reason, &rl) != napi_ok) reason[0] = 0;
   bool was = false;
   pthread_mutex_lock(&E.mu);
@@ -1820,14 +1818,11 @@ static napi_value EngineBackendDown(napi_env env, napi_callback_info info) {
 }
 
 static napi_value EngineBackendDrain(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   bool on = true;
   int idx;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 3 ? get_bal(env, argv[0]) : NULL;
-  if (!b || !get_idx(env, argv[1], &idx)) return NULL;
+  bal_t *b = bal_args(env, info, 3, argv, &idx);
+  if (!b) return NULL;
   napi_get_value_bool(env, argv[2], &on);
   pthread_mutex_lock(&E.mu);
   b->be[idx].draining = on;
@@ -1836,14 +1831,11 @@ static napi_value EngineBackendDrain(napi_env env, napi_callback_info info) {
 }
 
 static napi_value EngineBackendRemove(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
   double token = 0;
   int idx;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (!started(env)) return NULL;
-  bal_t *b = argc >= 3 ? get_bal(env, argv[0]) : NULL;
-  if (!b || !get_idx(env, argv[1], &idx)) return NULL;
+  bal_t *b = bal_args(env, info, 3, argv, &idx);
+  if (!b) return NULL;
   napi_get_value_double(env, argv[2], &token);
   pthread_mutex_lock(&E.mu);
   b->be[idx].draining = true;
