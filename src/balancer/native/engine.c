@@ -85,6 +85,7 @@
 #define REASON_LEN 128
 #define MAX_BACKENDS 256
 #define MAX_COMMAND_BYTES (64 * 1024)
+#define MAX_TWIN_REPLY_BYTES (64 * 1024 + 4096) /* what a twin may send before its OKAY */
 #define ACCEPT_BATCH 64
 #define ACCEPT_PAUSE_MS 100
 /* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS once bad
@@ -436,7 +437,6 @@ static void spec_count(bal_t *b, bool bad) {
   }
 }
 
-static void spec_pause(bal_t *b) { spec_count(b, true); }
 
 static void free_hs(sess_t *s) {
   hs_t *h = s->hs;
@@ -639,6 +639,17 @@ static bool flush_to(sess_t *s, int side) {
   return true;
 }
 
+/* Ends the attempt on a twin, if one runs: its socket and what was queued to it. */
+static void close_attempt(sess_t *s) {
+  if (s->fd[1] >= 0) {
+    unregister(s, 1);
+    close(s->fd[1]);
+    s->fd[1] = -1;
+  }
+  drop_dir(&s->d[0]);
+  s->be = -1;
+}
+
 /* Answers per protocol, then drops: the bytes, FIN, then discard input until EOF or the linger ends. */
 static void reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const char *fmt, ...) {
   char why[REASON_LEN];
@@ -648,17 +659,11 @@ static void reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const
   va_end(ap);
   bal_t *b = s->bal;
   INC(b->c[counter], 1);
-  spec_pause(b);
+  spec_count(b, true);
   post_debug(b, "transport handshake failed: %s", why);
   if (s->counted) INC(b->c[C_CURRENT], -1);
   s->counted = false;
-  if (s->fd[1] >= 0) { /* the attempt started alongside: the twin is not to blame */
-    unregister(s, 1);
-    close(s->fd[1]);
-    s->fd[1] = -1;
-    drop_dir(&s->d[0]);
-  }
-  s->be = -1;
+  close_attempt(s); /* an attempt started alongside: the twin is not to blame */
   free_hs(s);
   s->phase = P_REJECT;
   s->deadline_ms = now_ms() + LINGER_MS;
@@ -676,16 +681,10 @@ static void attempt_failed(sess_t *s, const char *reason, bool auth, bool local)
   bal_t *b = s->bal;
   hs_t *h = s->hs;
   int idx = s->be;
-  if (s->fd[1] >= 0) {
-    unregister(s, 1);
-    close(s->fd[1]);
-    s->fd[1] = -1;
-  }
-  drop_dir(&s->d[0]); /* what was queued to the failed twin */
+  close_attempt(s);
   h->in[1].len = 0;
   h->replylen = 0;
   h->replyparts = 0;
-  s->be = -1;
   if (local) {
     INC(b->c[C_LOCAL], 1);
     post_debug(b, "local error connecting to twin %d: %s", idx, reason);
@@ -744,7 +743,6 @@ static void start_backend(sess_t *s) {
     be_ms = b->be_ms;
     pthread_mutex_unlock(&E.mu);
     if (idx < 0) {
-      s->be = -1;
       /* Before the transport's DONE, wait: its DONE tries again (and closes if there is still none). */
       if (!h->front_done) return;
       INC(b->c[C_NOBACKEND], 1);
@@ -832,6 +830,13 @@ static const char *check_command(int type, const uint8_t *body, size_t len) {
   return NULL;
 }
 
+/* The length of the command framed at p (2-byte type, 2-byte length, body), or 0 if n bytes don't hold it all. */
+static size_t frame_len(const uint8_t *p, size_t n) {
+  if (n < 4) return 0;
+  size_t len = 4 + (((size_t)p[2] << 8) | p[3]);
+  return n < len ? 0 : len;
+}
+
 static void consume(inbuf_t *in, size_t off) {
   if (off == 0) return;
   memmove(in->p, in->p + off, in->len - off);
@@ -880,16 +885,15 @@ static void front_input(sess_t *s) {
         break;
       }
       default: { /* F_CMDS */
-        if (n < 4) goto more;
-        size_t len = ((size_t)p[2] << 8) | p[3];
-        if (n < 4 + len) goto more;
-        h->cmdbytes += 4 + len;
+        size_t len = frame_len(p, n);
+        if (!len) goto more;
+        h->cmdbytes += len;
         if (h->cmdbytes > MAX_COMMAND_BYTES) return reject(s, NULL, 0, C_PROTO, "too many command bytes before DONE");
         int type = (p[0] << 8) | p[1];
-        const char *bad = check_command(type, p + 4, len);
+        const char *bad = check_command(type, p + 4, len - 4);
         if (bad) return reject(s, NULL, 0, C_PROTO, "bad command: %s", bad);
-        if (append(&h->held, &h->heldlen, p, 4 + len) < 0) return close_with(s, "out of memory");
-        off += 4 + len;
+        if (append(&h->held, &h->heldlen, p, len) < 0) return close_with(s, "out of memory");
+        off += len;
         if (type == 0) {
           if (append(&h->early, &h->earlylen, in->p + off, in->len - off) < 0) return close_with(s, "out of memory");
           in->len = 0;
@@ -988,13 +992,12 @@ static void backend_input(sess_t *s) {
         h->bst = B_REPLY;
         break;
       default: { /* B_REPLY */
-        if (n < 4) goto more;
-        size_t len = ((size_t)p[2] << 8) | p[3];
-        if (n < 4 + len) goto more;
+        size_t len = frame_len(p, n);
+        if (!len) goto more;
         int type = (p[0] << 8) | p[1];
-        if (append(&h->reply, &h->replylen, p, 4 + len) < 0) return close_with(s, "out of memory");
+        if (append(&h->reply, &h->replylen, p, len) < 0) return close_with(s, "out of memory");
         h->replyparts++;
-        off += 4 + len;
+        off += len;
         if (type == 0x1000 || type == 0x1001) return relay_start(s, in->p + off, in->len - off);
         if (h->replyparts > 16) return attempt_failed(s, "no OKAY or DENY from twin", false, false);
       }
@@ -1062,8 +1065,9 @@ static int sock_error(int fd) {
   return err ? err : ECONNRESET;
 }
 
-/* Reads into the handshake buffer; returns bytes read, 0 on EOF, -errno (or -EAGAIN). */
-static ssize_t read_hs(sess_t *s, int side, size_t limit) {
+/* Reads into the handshake buffer of a side; returns bytes read, 0 on EOF, -errno (or -EAGAIN). */
+static ssize_t read_hs(sess_t *s, int side) {
+  size_t limit = side == 0 ? MAX_COMMAND_BYTES + 4096 : MAX_TWIN_REPLY_BYTES;
   inbuf_t *in = &s->hs->in[side];
   if (in->cap - in->len < 512 && in->cap < limit) {
     size_t cap = in->cap ? in->cap * 2 : 256;
@@ -1114,21 +1118,21 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
   }
   if (side == 0) {
     if (ev & EPOLLERR) {
-      if (s->phase == P_FRONT) spec_pause(s->bal);
+      if (s->phase == P_FRONT) spec_count(s->bal, true);
       return close_with(s, "transport: %s", strerror(sock_error(s->fd[0])));
     }
     if ((ev & EPOLLOUT) && !flush_to(s, 0)) return;
     if (s->phase == P_FRONT && (ev & EPOLLIN)) {
-      ssize_t n = read_hs(s, 0, MAX_COMMAND_BYTES + 4096);
+      ssize_t n = read_hs(s, 0);
       if (n == 0) {
-        spec_pause(s->bal);
+        spec_count(s->bal, true);
         return finalize(s, "transport closed during the handshake");
       }
       if (n == -ENOBUFS) return reject(s, NULL, 0, C_PROTO, "too many command bytes before DONE");
       if (n < 0 && n != -EAGAIN && n != -EINTR) return close_with(s, "transport: %s", strerror((int)-n));
       if (n > 0) return front_input(s);
     } else if (ev & EPOLLHUP) {
-      spec_pause(s->bal);
+      spec_count(s->bal, true);
       return finalize(s, "transport closed during the handshake");
     }
     return update(s);
@@ -1148,7 +1152,7 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
   if (ev & EPOLLERR) {
     /* What the twin sent before the error still counts (its OKAY, then a reset): read it first. */
     int fd = s->fd[1], err = sock_error(fd);
-    if (read_hs(s, 1, 64 * 1024 + 4096) > 0) {
+    if (read_hs(s, 1) > 0) {
       backend_input(s);
       if (s->dead || s->phase == P_RELAY || s->fd[1] != fd) return;
     }
@@ -1158,7 +1162,7 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
   }
   if (ev & EPOLLOUT) flush_to(s, 1);
   if (ev & (EPOLLIN | EPOLLHUP)) {
-    ssize_t n = read_hs(s, 1, 64 * 1024 + 4096);
+    ssize_t n = read_hs(s, 1);
     if (n == 0 || n == -ENOBUFS) return attempt_failed(s, n == 0 ? "twin closed the connection before its OKAY" : "twin sent too much before its OKAY", false, false);
     if (n < 0 && n != -EAGAIN && n != -EINTR) {
       char why[REASON_LEN];
@@ -1405,7 +1409,7 @@ static void scan(void) {
       finalize(s, "rejected");
     } else if (s->deadline_ms > 0 && now >= s->deadline_ms) {
       INC(s->bal->c[C_HSTIMEOUT], 1);
-      if (!s->hs->front_done) spec_pause(s->bal);
+      if (!s->hs->front_done) spec_count(s->bal, true);
       close_with(s, "handshake timed out");
     } else {
       char why[REASON_LEN];
