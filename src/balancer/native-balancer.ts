@@ -3,10 +3,10 @@
 // and assembles stats from the engine's counters. Same contract as the JS balancer (balancer.ts).
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { getSystemErrorName } from 'node:util';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { formatEndpoint, parseEndpoint, parseSourceRange } from './address.js';
 import type { Balancer, BalancerOptions, BalancerStats } from './balancer.js';
+import { errnoError } from './source-bind.js';
 import { BACKEND_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
 import { emptyBackendStats, type BackendSpec, type BackendStats } from './pool.js';
 import type { ListenerStats } from './session.js';
@@ -23,21 +23,6 @@ interface Entry {
 
 function ipv4ToInt(s: string): number {
   return s.split('.').reduce((n, p) => n * 256 + Number(p), 0);
-}
-
-function errnoError(neg: number, syscall: string, where: string): NodeJS.ErrnoException {
-  let code = 'UNKNOWN';
-  try {
-    code = getSystemErrorName(neg);
-  } catch {
-    /* unknown errno */
-  }
-  const text: Record<string, string> = { EADDRINUSE: 'address already in use', EADDRNOTAVAIL: 'address not available', EACCES: 'permission denied' };
-  const e: NodeJS.ErrnoException = new Error(`${syscall} ${code}: ${text[code] ?? 'failed'} ${where}`);
-  e.code = code;
-  e.errno = neg;
-  e.syscall = syscall;
-  return e;
 }
 
 async function numeric(host: string): Promise<string> {

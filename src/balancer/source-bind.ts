@@ -11,7 +11,7 @@ import { closeSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getSystemErrorName } from 'node:util';
+import { getSystemErrorMap } from 'node:util';
 import type { Logger } from 'pino';
 
 export interface BindNoPortAddon {
@@ -66,14 +66,10 @@ export function warnIfNoAddon(logger: Logger): void {
   );
 }
 
-function errnoError(neg: number, syscall: string, address: string): NodeJS.ErrnoException {
-  let code = 'UNKNOWN';
-  try {
-    code = getSystemErrorName(neg);
-  } catch {
-    /* unknown errno */
-  }
-  const e: NodeJS.ErrnoException = new Error(`${syscall} ${code} ${address}`);
+/** An Error like Node's own for a negative errno from the addon: "listen EADDRINUSE: address already in use 127.0.0.1:10000". */
+export function errnoError(neg: number, syscall: string, address: string): NodeJS.ErrnoException {
+  const [code, text] = getSystemErrorMap().get(neg) ?? ['UNKNOWN', 'unknown error'];
+  const e: NodeJS.ErrnoException = new Error(`${syscall} ${code}: ${text} ${address}`);
   e.code = code;
   e.errno = neg;
   e.syscall = syscall;
