@@ -37,8 +37,8 @@ import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises'
 import { execa, type ResultPromise } from 'execa';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
-import { ExtOrServerHandshake, createCookieFile, readCookieFile, dialExtOr } from '../src/extor-cookie/index.js';
-import { CLI, tmp, testLogger, waitFor } from './helpers.js';
+import { createCookieFile, readCookieFile, dialExtOr } from '../src/extor-cookie/index.js';
+import { CLI, echoTwin, tmp, testLogger, waitFor, type EchoTwin } from './helpers.js';
 
 const CASES = Number(process.env.FUZZ_CASES ?? 100_000);
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -507,8 +507,9 @@ let dir: string;
 let tor: Child | null = null;
 let balancer: ResultPromise<{ reject: false; buffer: false; stdio: ['ignore', 'ignore', 'pipe'] }> | null = null;
 let balancerLog = '';
-const echoServers: net.Server[] = [];
-let echoSessions = 0;
+const echoTwins: EchoTwin[] = [];
+/** Sessions the echo twins have answered OKAY, together. */
+const echoSessions = (): number => echoTwins.reduce((n, t) => n + t.sessions(), 0);
 
 async function startTorTwin(): Promise<{ address: string; cookieFile: string }> {
   const d = join(dir, 'twin1');
@@ -549,30 +550,6 @@ async function startTorTwin(): Promise<{ address: string; cookieFile: string }> 
   return { address: `${host}:${port}`, cookieFile };
 }
 
-async function startEchoTwin(i: number): Promise<{ address: string; cookieFile: string }> {
-  const cookieFile = join(dir, `echo${i}_cookie`);
-  const cookie = await createCookieFile(cookieFile, { overwrite: true });
-  const srv = net.createServer((sock) => {
-    sock.on('error', () => {});
-    const hs = new ExtOrServerHandshake(cookie);
-    sock.write(hs.greeting());
-    const onData = (d: Buffer): void => {
-      const st = hs.feed(d);
-      if (st.send.length) sock.write(st.send);
-      if (st.status === 'failed') return void sock.destroy();
-      if (st.status !== 'done') return;
-      sock.off('data', onData);
-      echoSessions++;
-      sock.write(hs.rest.length ? Buffer.concat([OKAY, hs.rest]) : OKAY);
-      sock.pipe(sock);
-    };
-    sock.on('data', onData);
-  });
-  echoServers.push(srv);
-  await new Promise<void>((r) => srv.listen(0, `127.0.4.${10 + i}`, r));
-  const a = srv.address() as net.AddressInfo;
-  return { address: `${a.address}:${a.port}`, cookieFile };
-}
 
 /** Open descriptors of `pid` (-1 when it is gone). */
 function fdCount(pid: number): number {
@@ -587,7 +564,7 @@ before(async () => {
   dir = await tmp('balancer-fuzz');
   lab = await startLab({ dir: join(dir, 'net'), logger: testLogger });
   const twin = await startTorTwin();
-  const echoes = [await startEchoTwin(1), await startEchoTwin(2)];
+  for (const i of [1, 2]) echoTwins.push(await echoTwin(join(dir, `echo${i}_cookie`), `127.0.4.${10 + i}`));
   const staticFile = join(dir, 'static_cookie');
   staticCookie = await createCookieFile(staticFile);
   front = { host: '127.0.0.1', port: await freePort() };
@@ -600,7 +577,7 @@ before(async () => {
       '--cookie', staticFile,
       '--handshake-timeout', String(HS_TIMEOUT),
       '--log-level', process.env.FUZZ_LOG_LEVEL ?? 'warn',
-      ...[twin, ...echoes].flatMap((b) => ['--backend', `${b.address}=${b.cookieFile}`]),
+      ...[twin, ...echoTwins].flatMap((b) => ['--backend', `${b.address}=${b.cookieFile}`]),
     ],
     { reject: false, buffer: false, stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -614,7 +591,7 @@ before(async () => {
 after(async () => {
   balancer?.kill('SIGTERM');
   await balancer;
-  for (const s of echoServers) s.close();
+  for (const t of echoTwins) t.server.close();
   tor?.kill('SIGTERM');
   await tor?.exited;
   await lab?.stop();
@@ -642,65 +619,77 @@ async function steadySession(userAddr: string): Promise<{ socket: net.Socket; re
   return { socket: r.socket, rest: r.rest };
 }
 
-/** Bytes out, the same bytes back, every 20 ms. */
-function echoSteady(socket: net.Socket): Steady {
-  let pending = Buffer.alloc(0);
-  let waiter: (() => void) | null = null;
-  const st: Steady = {
-    name: 'echo',
-    socket,
-    closed: false,
-    roundTrips: 0,
-    bytes: 0,
-    error: null,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-    check: () => once(),
-  };
-  socket.on('close', () => {
+/** Lets a reader wait for the next data or close, a second at most. */
+class Wake {
+  private waiter: (() => void) | null = null;
+  readonly wake = (): void => this.waiter?.();
+  async wait(): Promise<void> {
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, 1000);
+      this.waiter = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+    this.waiter = null;
+  }
+}
+
+/** A steady session's state, with its close and errors recorded from `stream`; start() runs it. */
+function steadyState(name: string, socket: net.Socket, stream: net.Socket | tls.TLSSocket, wake: Wake): Steady {
+  const st: Steady = { name, socket, closed: false, roundTrips: 0, bytes: 0, error: null, stop: async () => {}, check: async () => {} };
+  stream.on('close', () => {
     st.closed = true;
-    waiter?.();
+    wake.wake();
   });
-  socket.on('error', (e) => (st.error ??= e.message));
-  socket.on('data', (d: Buffer) => {
-    pending = Buffer.concat([pending, d]);
-    waiter?.();
-  });
-  socket.resume();
-  const once = async (): Promise<void> => {
-    const out = randomBytes(1 + Math.floor(Math.random() * 4096));
-    socket.write(out);
-    const deadline = Date.now() + 10_000;
-    while (pending.length < out.length && !st.closed && Date.now() < deadline) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, 1000);
-        waiter = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
-      waiter = null;
-    }
-    if (pending.length < out.length) throw new Error(`echo: ${pending.length} of ${out.length} bytes back${st.closed ? ' (closed)' : ''}`);
-    if (!pending.subarray(0, out.length).equals(out)) throw new Error('echo: the bytes came back changed');
-    pending = pending.subarray(out.length);
-    st.roundTrips++;
-    st.bytes += out.length;
-  };
+  stream.on('error', (e) => (st.error ??= e.message));
+  return st;
+}
+
+/** Runs `once` again and again, `pauseMs` apart (before each one, or after), until stop(); the first error ends it. */
+function runSteady(st: Steady, once: () => Promise<void>, pauseMs: number, pauseFirst: boolean): void {
   let running = true;
   const loop = (async () => {
     while (running) {
+      if (pauseFirst) await sleep(pauseMs);
       try {
         await once();
       } catch (e) {
         st.error ??= (e as Error).message;
         return;
       }
-      await sleep(20);
+      if (!pauseFirst) await sleep(pauseMs);
     }
   })();
+  st.stop = async () => {
+    running = false;
+    await loop;
+  };
+  st.check = once;
+}
+
+/** Bytes out, the same bytes back, every 20 ms. */
+function echoSteady(socket: net.Socket): Steady {
+  let pending = Buffer.alloc(0);
+  const wake = new Wake();
+  const st = steadyState('echo', socket, socket, wake);
+  socket.on('data', (d: Buffer) => {
+    pending = Buffer.concat([pending, d]);
+    wake.wake();
+  });
+  socket.resume();
+  const once = async (): Promise<void> => {
+    const out = randomBytes(1 + Math.floor(Math.random() * 4096));
+    socket.write(out);
+    const deadline = Date.now() + 10_000;
+    while (pending.length < out.length && !st.closed && Date.now() < deadline) await wake.wait();
+    if (pending.length < out.length) throw new Error(`echo: ${pending.length} of ${out.length} bytes back${st.closed ? ' (closed)' : ''}`);
+    if (!pending.subarray(0, out.length).equals(out)) throw new Error('echo: the bytes came back changed');
+    pending = pending.subarray(out.length);
+    st.roundTrips++;
+    st.bytes += out.length;
+  };
+  runSteady(st, once, 20, false);
   return st;
 }
 
@@ -714,25 +703,8 @@ async function torSteady(socket: net.Socket): Promise<Steady> {
   let buf = Buffer.alloc(0);
   let version = 0;
   const cells: Array<{ circ: number; cmd: number; payload: Buffer }> = [];
-  let waiter: (() => void) | null = null;
-  const st: Steady = {
-    name: 'tor',
-    socket,
-    closed: false,
-    roundTrips: 0,
-    bytes: 0,
-    error: null,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-    check: () => once(),
-  };
-  c.on('close', () => {
-    st.closed = true;
-    waiter?.();
-  });
-  c.on('error', (e) => (st.error ??= e.message));
+  const wake = new Wake();
+  const st = steadyState('tor', socket, c, wake);
   c.on('data', (d: Buffer) => {
     st.bytes += d.length;
     buf = Buffer.concat([buf, d]);
@@ -753,7 +725,7 @@ async function torSteady(socket: net.Socket): Promise<Steady> {
       cells.push({ circ: buf.readUInt32BE(0), cmd: cmdByte, payload: buf.subarray(cmdByte === 7 || cmdByte >= 128 ? 7 : 5, n) });
       buf = buf.subarray(n);
     }
-    waiter?.();
+    wake.wake();
   });
   const next = async (want: (x: { circ: number; cmd: number }) => boolean, what: string): Promise<Buffer> => {
     const deadline = Date.now() + 10_000;
@@ -762,14 +734,7 @@ async function torSteady(socket: net.Socket): Promise<Steady> {
       if (i >= 0) return cells.splice(i, 1)[0]!.payload;
       if (st.closed) throw new Error(`tor: link closed waiting for ${what}`);
       if (Date.now() > deadline) throw new Error(`tor: no ${what} in 10 s`);
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, 1000);
-        waiter = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
-      waiter = null;
+      await wake.wait();
     }
   };
   const fixed = (circ: number, cmdByte: number, payload: Buffer): Buffer => {
@@ -797,18 +762,7 @@ async function torSteady(socket: net.Socket): Promise<Steady> {
     st.roundTrips++;
   };
   await once();
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      await sleep(250);
-      try {
-        await once();
-      } catch (e) {
-        st.error ??= (e as Error).message;
-        return;
-      }
-    }
-  })();
+  runSteady(st, once, 250, true);
   return st;
 }
 
@@ -829,11 +783,11 @@ test(`fuzz: ${CASES} hostile connections; the balancer process lives, its descri
   let torS: Steady | null = null;
   let echoS: Steady | null = null;
   for (let i = 0; i < 6 && !(torS && echoS); i++) {
-    const before = echoSessions;
+    const before = echoSessions();
     const { socket, rest } = await steadySession(`198.51.100.${10 + i}:${1000 + i}`);
     assert.equal(rest.length, 0);
-    if (echoSessions > before && !echoS) echoS = echoSteady(socket);
-    else if (echoSessions === before && !torS) torS = await torSteady(socket);
+    if (echoSessions() > before && !echoS) echoS = echoSteady(socket);
+    else if (echoSessions() === before && !torS) torS = await torSteady(socket);
     else socket.destroy();
   }
   assert.ok(torS && echoS, 'a steady session on the tor twin and one on an echo twin');

@@ -7,9 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExtOrClientHandshake, ExtOrServerHandshake, createCookieFile, dialExtOr, driveHandshake, transportCommands } from '../src/extor-cookie/index.js';
+import { ExtOrClientHandshake, dialExtOr, driveHandshake, transportCommands } from '../src/extor-cookie/index.js';
 import { createBalancer, spliceRelay, type Balancer, type SpliceRelay } from '../src/balancer/index.js';
-import { testLogger, tmp, waitFor } from './helpers.js';
+import { echoTwin, testLogger, tmp, waitFor, type EchoTwin } from './helpers.js';
 
 const MiB = 1 << 20;
 const servers: net.Server[] = [];
@@ -249,37 +249,17 @@ test('splice relay: hundreds of sessions at once, twice over (ids reused), no cr
 
 const OKAY = Buffer.from([0x10, 0, 0, 0]);
 
-async function echoTwin(dir: string, host = '127.0.4.9'): Promise<{ address: string; cookieFile: string; accepted: () => number }> {
-  const cookieFile = join(dir, 'twin_cookie');
-  const cookie = await createCookieFile(cookieFile, { overwrite: true });
-  const srv = net.createServer((sock) => {
-    sock.on('error', () => {});
-    const hs = new ExtOrServerHandshake(cookie);
-    sock.write(hs.greeting());
-    const onData = (d: Buffer): void => {
-      const st = hs.feed(d);
-      if (st.send.length) sock.write(st.send);
-      if (st.status === 'failed') return void sock.destroy();
-      if (st.status !== 'done') return;
-      sock.off('data', onData);
-      sock.write(OKAY);
-      if (hs.rest.length) sock.write(hs.rest);
-      sock.pipe(sock);
-    };
-    sock.on('data', onData);
-  });
-  servers.push(srv);
-  let accepted = 0;
-  srv.on('connection', () => accepted++);
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  const a = srv.address() as net.AddressInfo;
-  return { address: `${net.isIP(host) ? a.address : host}:${a.port}`, cookieFile, accepted: () => accepted };
+/** A fake echo twin for this file (closed after the tests). */
+async function startEcho(dir: string, host = '127.0.4.9'): Promise<EchoTwin> {
+  const t = await echoTwin(join(dir, 'twin_cookie'), host);
+  servers.push(t.server);
+  return t;
 }
 
 for (const engine of ['native', 'js'] as const) {
   test(`balancer (${engine} engine): echo byte-exact with counts, idle timeout, removeBackend ends relayed sessions`, async () => {
     const dir = await tmp('splice');
-    const twin = await echoTwin(dir);
+    const twin = await startEcho(dir);
     const staticCookie = randomBytes(32);
     const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, idleTimeoutMs: 700, engine });
     balancers.push(b);
@@ -321,7 +301,7 @@ for (const engine of ['native', 'js'] as const) {
 
 test('native engine: a twin given by host name is resolved; a bad listen address is a clear error', async () => {
   const dir = await tmp('splice-name');
-  const twin = await echoTwin(dir, 'localhost');
+  const twin = await startEcho(dir, 'localhost');
   assert.match(twin.address, /^localhost:\d+$/);
   const staticCookie = randomBytes(32);
   const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, engine: 'native' });
@@ -343,7 +323,7 @@ test('native engine: a twin given by host name is resolved; a bad listen address
 
 test('native engine: the twin attempt starts with the transport\'s handshake; a flood of bad handshakes makes it wait for DONE', async () => {
   const dir = await tmp('splice-early');
-  const twin = await echoTwin(dir);
+  const twin = await startEcho(dir);
   const staticCookie = randomBytes(32);
   const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, engine: 'native' });
   balancers.push(b);

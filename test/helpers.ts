@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import pino from 'pino';
-import { dialExtOr, readCookieFile, CMD } from '../src/extor-cookie/index.js';
+import net from 'node:net';
+import { dialExtOr, readCookieFile, CMD, ExtOrServerHandshake, createCookieFile } from '../src/extor-cookie/index.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -108,4 +109,46 @@ export function extOrLoad(port: number, cookieFile: string, concurrency = 4) {
       await workers;
     },
   };
+}
+
+export interface EchoTwin {
+  /** HOST:PORT as a balancer backend takes it (the host as given, a name or an address). */
+  address: string;
+  cookieFile: string;
+  server: net.Server;
+  /** Connections accepted, and sessions that got as far as our OKAY. */
+  accepted(): number;
+  sessions(): number;
+}
+
+/**
+ * A fake twin: the Extended ORPort server side with a cookie file of its own (written at
+ * `cookieFile`), then OKAY (with any bytes that came after DONE echoed right behind it) and an echo
+ * of everything. The caller closes `server`.
+ */
+export async function echoTwin(cookieFile: string, host: string): Promise<EchoTwin> {
+  const cookie = await createCookieFile(cookieFile, { overwrite: true });
+  const OKAY = Buffer.from([0x10, 0, 0, 0]);
+  let accepted = 0;
+  let sessions = 0;
+  const server = net.createServer((sock) => {
+    accepted++;
+    sock.on('error', () => {});
+    const hs = new ExtOrServerHandshake(cookie);
+    sock.write(hs.greeting());
+    const onData = (d: Buffer): void => {
+      const st = hs.feed(d);
+      if (st.send.length) sock.write(st.send);
+      if (st.status === 'failed') return void sock.destroy();
+      if (st.status !== 'done') return;
+      sock.off('data', onData);
+      sessions++;
+      sock.write(hs.rest.length ? Buffer.concat([OKAY, hs.rest]) : OKAY);
+      sock.pipe(sock);
+    };
+    sock.on('data', onData);
+  });
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const a = server.address() as net.AddressInfo;
+  return { address: `${net.isIP(host) ? a.address : host}:${a.port}`, cookieFile, server, accepted: () => accepted, sessions: () => sessions };
 }
