@@ -74,17 +74,13 @@ export class Session {
   private early: Buffer = Buffer.alloc(0);
   private timer: NodeJS.Timeout | null = null;
   private phase: 'front' | 'backend' | 'relay' | 'closed' = 'front';
-  private transport: net.Socket | null;
-
   constructor(
-    transport: net.Socket,
+    private readonly transport: net.Socket,
     private readonly ctx: SessionContext,
-  ) {
-    this.transport = transport;
-  }
+  ) {}
 
   start(): void {
-    const t = this.transport!;
+    const t = this.transport;
     const ctx = this.ctx;
     t.setNoDelay(true);
     t.on('error', (e) => this.destroy(`transport: ${e.message}`));
@@ -123,7 +119,7 @@ export class Session {
   private reject(bytes: Buffer): void {
     this.phase = 'closed';
     this.clearTimer();
-    const t = this.transport!;
+    const t = this.transport;
     t.end(bytes);
     setTimeout(() => t.destroy(), LINGER_MS).unref();
     this.ctx.onClose(this);
@@ -188,7 +184,7 @@ export class Session {
 
   private relay(b: Backend, up: net.Socket, reply: Buffer, rest: Buffer): void {
     const ctx = this.ctx;
-    const t = this.transport!;
+    const t = this.transport;
     if (this.phase !== 'backend') {
       up.destroy();
       return;
@@ -259,7 +255,7 @@ export class Session {
     if (this.phase === 'closed') return;
     this.ctx.logger.debug({ backend: this.backend?.spec.name, reason }, 'session closed');
     this.finish();
-    this.transport?.destroy();
+    this.transport.destroy();
     this.upstream?.destroy();
   }
 

@@ -1,5 +1,5 @@
-// The engine's splice(2) relay, for two sockets connected elsewhere (the balancer's own sessions
-// never leave the native engine). The relay keeps dup()s of the descriptors; the net.Sockets are
+// The engine's splice(2) relay, for two sockets connected elsewhere: the balancer's own sessions
+// never leave the native engine, so this is how the relay is driven on its own (its tests use it). The relay keeps dup()s of the descriptors; the net.Sockets are
 // destroyed; one worker thread then moves the bytes with splice through a pipe, never through the
 // JS heap. Close is reported back once per session with the byte counts.
 // Without the addon (or with BRIDGECTL_NO_SPLICE=1) spliceRelay() is null.

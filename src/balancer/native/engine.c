@@ -26,8 +26,8 @@
  * going to it, flushes what was coming from it to the other side (tor's OKAY, say), then closes;
  * no byte either way for idleMs closes both.
  *
- * The same relay is exposed for sockets connected elsewhere (relayAdd; used by tests and by the JS
- * engine's callers): such sessions report their close to JS as (id, reason, aToB, bToA).
+ * The same relay is exposed for sockets connected elsewhere (relayAdd, through splice.ts; the tests
+ * drive the relay that way): such sessions report their close to JS as (id, reason, aToB, bToA).
  *
  *   engineInit(onEvent, pipeSize)                               once per process; events below
  *   engineCreate({cookie, srcFirst, srcSize, noPort, handshakeMs, backendMs, idleMs, maxSessions, debug}): handle
