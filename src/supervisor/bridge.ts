@@ -3,19 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { instanceLayout, identityDir, type ResolvedConfig } from '../config/index.js';
-import {
-  initIdentity,
-  loadOrInitRotationState,
-  readRotationState,
-  writeRotationState,
-  rotationSchedule,
-  generateOnionKeys,
-  beginRotation,
-  finishTwin,
-  endGrace,
-  type RotationState,
-} from '../keysync/index.js';
-import { listFingerprint } from '../tor/index.js';
+import { initIdentity } from '../keysync/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
@@ -24,6 +12,10 @@ import { TransportRunner, type TransportStatus } from './transport.js';
 import { ControlServer, type ControlHandlers } from './control.js';
 import { systemdNotifier, type Notifier } from './notify.js';
 import { CpuMeter } from './cpu.js';
+import { OnionRotation, type RotationResult, type RotationOptions } from './onion-rotation.js';
+import { drainTwin, type CycleHost } from './twin-cycle.js';
+
+export type { RotationResult, RotationOptions } from './onion-rotation.js';
 
 export interface InstanceView extends InstanceStatus {
   uptimeMs: number | null;
@@ -48,23 +40,6 @@ export interface BridgeStatus {
   transport: (TransportStatus & { cpuShare: number | null }) | null;
 }
 
-export interface RotationResult {
-  rotatedAt: string;
-  /** sha256 prefixes of the new and previous ntor key files. */
-  current: string;
-  previous: string | null;
-  twins: string[];
-  graceEnds: string | null;
-  nextRotation: string;
-}
-
-export interface RotationOptions {
-  /** How long each twin's sessions may drain before it restarts anyway. */
-  drainMs?: number;
-  /** How long a restarted twin may take to bootstrap. */
-  bootstrapMs?: number;
-}
-
 export interface BridgeEvents {
   ready: [];
   fatal: [string];
@@ -86,8 +61,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private notifier: Notifier;
   private statusTimer: NodeJS.Timeout | null = null;
   private changing: Promise<unknown> = Promise.resolve();
-  /** The twin being drained for a key rotation: the health check leaves it down. */
-  private rotatingTwin: string | null = null;
+  /** Twins drained or restarted on purpose: the health check leaves them down. */
+  private readonly held = new Set<string>();
+  private readonly rotation: OnionRotation;
   private rotationTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -99,6 +75,12 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     super();
     this.twins = new Supervisor(cfg, logger);
     this.notifier = notifier ?? systemdNotifier(logger);
+    this.rotation = new OnionRotation({ ...this.cycleHost(), cfg: () => this.cfg });
+  }
+
+  /** What drains and restarts twins one at a time (rotation, rolling restart) work on. */
+  private cycleHost(): CycleHost {
+    return { twins: this.twins, balancer: () => this.balancer, logger: this.logger, held: this.held };
   }
 
   /** Runs membership and config changes one at a time. */
@@ -153,7 +135,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         /* a removed instance is no longer a backend */
       }
     });
-    await this.resumeRotation();
+    await this.rotation.resume();
     await this.twins.start();
     for (const s of this.twins.status()) {
       balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
@@ -234,7 +216,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       const target = name ?? all[0]!.name;
       if (!all.some((s) => s.name === target)) throw new Error(`no instance named ${target}`);
       this.logger.info({ instance: target, drainMs }, 'removing instance: draining');
-      await this.balancer?.removeBackend(target, { drainMs });
+      this.held.add(target);
+      try {
+        const left = await drainTwin(this.balancer, target, drainMs, 'being removed');
+        if (left > 0) this.logger.warn({ instance: target, sessions: left, drainMs }, 'sessions still open after the drain period; removing anyway');
+        await this.balancer?.removeBackend(target, { drainMs: 0 });
+      } finally {
+        this.held.delete(target);
+      }
       await this.twins.removeInstance(target);
       this.cfg = { ...this.cfg, instances: this.twins.status().length };
       this.logger.info({ instance: target }, 'instance removed');
@@ -303,129 +292,22 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     });
   }
 
-  private twinDirs(): Array<{ name: string; dataDir: string; keysDir: string }> {
-    return this.twins
-      .status()
-      .sort((a, b) => a.index - b.index)
-      .map((s) => instanceLayout(this.cfg, s.index));
-  }
-
-  private rotationResult(st: RotationState, twins: string[]): RotationResult {
-    const sch = rotationSchedule(st, new Date(), this.cfg.keys);
-    return {
-      rotatedAt: st.rotatedAt,
-      current: st.current,
-      previous: st.previous,
-      twins,
-      graceEnds: sch.graceEnds?.toISOString() ?? null,
-      nextRotation: sch.nextRotation.toISOString(),
-    };
-  }
-
-  /** A rotation interrupted by a supervisor exit: its twins are all stopped now, so finish each on disk. */
-  private async resumeRotation(): Promise<void> {
-    const id = identityDir(this.cfg);
-    const st = await readRotationState(id);
-    if (st?.phase !== 'rolling') return;
-    const twins = Array.from({ length: this.cfg.instances }, (_, i) => instanceLayout(this.cfg, i + 1));
-    for (const t of twins) await finishTwin(id, t.dataDir, st);
-    await writeRotationState(id, { ...st, phase: 'grace', done: twins.map((t) => t.name) });
-    this.logger.warn({ rotatedAt: st.rotatedAt }, 'finished an onion-key rotation that was interrupted');
-  }
-
-  /**
-   * Coordinated onion-key rotation: one new TAP + ntor pair (made by tor) becomes every twin's current
-   * pair, the previous one stays as .old files for the grace period, and the twins restart one at a
-   * time, each drained through the balancer first.
-   */
+  /** Coordinated onion-key rotation now (see onion-rotation.ts). */
   rotateOnionKeys(o: RotationOptions = {}): Promise<RotationResult> {
-    return this.serialize(async () => {
-      const b = this.balancer;
-      if (!b) throw new Error('the bridge is not running');
-      const id = identityDir(this.cfg);
-      const before = await loadOrInitRotationState(id);
-      if (before.phase === 'rolling') throw new Error('a rotation is already under way');
-      const twins = this.twinDirs();
-      const notRunning = this.twins.status().filter((s) => s.state !== 'running');
-      if (notRunning.length) throw new Error(`not every twin is running (${notRunning.map((s) => `${s.name} ${s.state}`).join(', ')}); try again later`);
-      if (before.phase === 'grace') {
-        // A rotation before the last one's grace period ended: those .old keys expire now.
-        await endGrace(id, twins.map((t) => t.keysDir), before, new Date());
-      }
-      const fresh = await generateOnionKeys(this.cfg.dataDir, async (dir) => {
-        await listFingerprint(dir, `${this.cfg.nickname}0`, this.cfg.torPath);
-      });
-      let st = await beginRotation(id, twins.map((t) => t.keysDir), fresh, new Date());
-      this.logger.info({ current: st.current, previous: st.previous, twins: twins.map((t) => t.name) }, 'onion-key rotation: new keys installed; restarting twins one at a time');
-      for (const t of twins) {
-        await this.restartForRotation(t, st, o);
-        st = { ...st, done: [...st.done, t.name] };
-        await writeRotationState(id, st);
-      }
-      st = { ...st, phase: 'grace' };
-      await writeRotationState(id, st);
-      this.logger.info({ current: st.current }, 'onion-key rotation done; previous keys kept as .old files for the grace period');
-      return this.rotationResult(st, twins.map((t) => t.name));
-    });
+    return this.serialize(() => this.rotation.rotate(o));
   }
 
-  private async restartForRotation(t: { name: string; dataDir: string }, st: RotationState, o: RotationOptions): Promise<void> {
-    const b = this.balancer!;
-    const log = this.logger.child({ instance: t.name });
-    const drainMs = o.drainMs ?? 30_000;
-    this.rotatingTwin = t.name;
-    try {
-      b.markDown(t.name, 'rotating keys');
-      const deadline = Date.now() + drainMs;
-      const current = (): number => b.stats().backends.find((x) => x.name === t.name)?.current ?? 0;
-      while (current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      if (current() > 0) log.warn({ sessions: current(), drainMs }, 'sessions still open after the drain period; restarting anyway');
-      const up = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.twins.off('bootstrapped', on);
-          reject(new Error(`${t.name} did not bootstrap within ${o.bootstrapMs ?? 120_000} ms after its restart`));
-        }, o.bootstrapMs ?? 120_000);
-        const on = (s: { name: string }): void => {
-          if (s.name !== t.name) return;
-          clearTimeout(timer);
-          this.twins.off('bootstrapped', on);
-          resolve();
-        };
-        this.twins.on('bootstrapped', on);
-      });
-      up.catch(() => undefined);
-      await this.twins.restartInstance(t.name, () => finishTwin(identityDir(this.cfg), t.dataDir, st));
-      this.rotatingTwin = null;
-      await up;
-      // The 'bootstrapped' handler marks it up; wait for that before draining the next twin.
-      const upDeadline = Date.now() + 10_000;
-      while (!b.stats().backends.find((x) => x.name === t.name)?.up && Date.now() < upDeadline) await new Promise((r) => setTimeout(r, 50));
-      log.info('twin restarted with the new onion keys');
-    } finally {
-      this.rotatingTwin = null;
-    }
-  }
-
-  /** Ends the grace period now: the previous keys' .old files go, the pins come back. */
+  /** Ends the onion-key grace period now: the previous keys' .old files go, the pins come back. */
   endOnionGrace(): Promise<RotationResult> {
-    return this.serialize(async () => {
-      const id = identityDir(this.cfg);
-      const st = await loadOrInitRotationState(id);
-      if (st.phase === 'rolling') throw new Error('a rotation is under way');
-      const twins = this.twinDirs();
-      const next = st.phase === 'grace' ? await endGrace(id, twins.map((t) => t.keysDir), st, new Date()) : st;
-      if (st.phase === 'grace') this.logger.info('onion-key grace period over: previous keys removed, pins back');
-      return this.rotationResult(next, twins.map((t) => t.name));
-    });
+    return this.serialize(() => this.rotation.endGrace());
   }
 
   /** The rotation schedule, checked every minute. */
   private async rotationTick(): Promise<void> {
     try {
-      const st = await loadOrInitRotationState(identityDir(this.cfg));
-      const sch = rotationSchedule(st, new Date(), this.cfg.keys);
-      if (sch.repinDue) await this.endOnionGrace();
-      if (sch.rotateDue) await this.rotateOnionKeys();
+      const due = await this.rotation.due();
+      if (due.repin) await this.endOnionGrace();
+      if (due.rotate) await this.rotateOnionKeys();
     } catch (e) {
       this.logger.warn({ err: (e as Error).message }, 'scheduled onion-key rotation failed; trying again later');
     }
@@ -436,7 +318,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (!b) return;
     const down = new Set(b.stats().backends.filter((x) => !x.up && !x.draining).map((x) => x.name));
     for (const s of this.twins.status()) {
-      if (s.state === 'running' && down.has(s.name) && s.name !== this.rotatingTwin) {
+      if (s.state === 'running' && down.has(s.name) && !this.held.has(s.name)) {
         await b.markUp(s.name).catch((e: Error) => this.logger.debug({ instance: s.name, err: e.message }, 'twin still not usable'));
       }
     }
