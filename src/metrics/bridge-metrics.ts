@@ -3,7 +3,7 @@
 // running totals, so they are monotonic for as long as those live (a restart of bridgectl resets
 // them, which Prometheus handles as a counter reset).
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { BridgeStatus } from '../supervisor/index.js';
+import type { BridgeView } from './view.js';
 import type { BackendStats, ListenerStats } from '../balancer/index.js';
 
 const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
@@ -37,18 +37,18 @@ const finite = (v: Num): v is number => typeof v === 'number' && Number.isFinite
  * Registers the bridge's metrics on `registry`; every value is read from `getStatus()` when the
  * registry is collected. Prefix: `bridgectl_`. Per-twin series carry `instance="<name>"`.
  */
-export function registerBridgeMetrics(registry: Registry, getStatus: () => BridgeStatus, label = 'instance'): void {
+export function registerBridgeMetrics(registry: Registry, getStatus: () => BridgeView, label = 'instance'): void {
   // One status per collection: every collect callback of a scrape runs within the same tick of
   // registry.metrics(); re-reading it for each metric would be wasteful, not wrong.
-  let cached: { at: number; st: BridgeStatus } | null = null;
-  const status = (): BridgeStatus => {
+  let cached: { at: number; st: BridgeView } | null = null;
+  const status = (): BridgeView => {
     const now = Date.now();
     if (!cached || now - cached.at > 50) cached = { at: now, st: getStatus() };
     return cached.st;
   };
   const reg = [registry];
 
-  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeStatus) => void): void => {
+  const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeView) => void): void => {
     new Gauge({
       name,
       help,
@@ -60,7 +60,7 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
       },
     });
   };
-  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>, st: BridgeStatus) => void): void => {
+  const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>, st: BridgeView) => void): void => {
     new Counter({
       name,
       help,
@@ -106,7 +106,7 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
   });
 
   // --- the balancer, per twin ---
-  const backends = (st: BridgeStatus): BackendStats[] => st.balancer?.backends ?? [];
+  const backends = (st: BridgeView): BackendStats[] => st.balancer?.backends ?? [];
   gauge('bridgectl_balancer_backend_up', '1 when the balancer sends new sessions to the twin', [label], (g, st) => {
     for (const b of backends(st)) g.set({ [label]: b.name }, b.up ? 1 : 0);
   });

@@ -8,6 +8,7 @@ export {
   type MetricsTarget,
 } from './server.js';
 export { registerBridgeMetrics } from './bridge-metrics.js';
+export type { BridgeView, TwinView } from './view.js';
 export {
   parseExposition,
   mergeExpositions,

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseEndpoint } from '../balancer/index.js';
-import type { BridgeStatus } from '../supervisor/index.js';
+import type { BridgeView } from './view.js';
 import { registerBridgeMetrics } from './bridge-metrics.js';
 import { mergeExpositions, parseExposition, type LabelledSource } from './exposition.js';
 
@@ -20,7 +20,7 @@ export interface MetricsServerOptions {
   /** HOST:PORT to listen on (port 0: any free port). */
   listen: string;
   logger: Logger;
-  getStatus: () => BridgeStatus;
+  getStatus: () => BridgeView;
   /** The twins to scrape, asked at every scrape (so added and removed twins follow). */
   instances: () => MetricsTarget[];
   /** How long one twin's MetricsPort may take to answer (default 2,000 ms). */

@@ -1,0 +1,27 @@
+// What the metrics read from the bridge at each scrape. The metrics module does not know who
+// composes it: the bridge hands over a function returning this shape (its status fits it).
+import type { BackendStats, ListenerStats } from '../balancer/index.js';
+
+export interface TwinView {
+  name: string;
+  state: string;
+  pid: number | null;
+  restarts: number;
+  bootstrap: number;
+  fingerprint: string | null;
+  uptimeMs: number | null;
+}
+
+export interface BridgeView {
+  ready: boolean;
+  startedAt: number;
+  instances: TwinView[];
+  balancer: {
+    listen: { host: string; port: number } | null;
+    bindAddressNoPort: boolean;
+    splice?: boolean;
+    sessions: ListenerStats;
+    backends: BackendStats[];
+  } | null;
+  transport: { name: string; state: string; restarts: number } | null;
+}
