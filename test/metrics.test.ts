@@ -247,6 +247,7 @@ function fakeStatus(): BridgeStatus {
       },
       backends: [backend('fake1', 1), backend('fake2', 2)],
     },
+    restart: null,
     transport: {
       name: 'obfs4',
       state: 'running',

@@ -11,6 +11,7 @@ import { doctorCommand } from './doctor.js';
 import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './instances.js';
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
+import { restartCommand } from './restart.js';
 import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
 import { UsageError } from './args.js';
 
@@ -29,6 +30,7 @@ commands:
   add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
   remove-instance [NAME] [--drain-seconds N]
                                   drain one twin (default: the last), then stop it
+  restart [--drain-seconds N]     rolling restart of the twins, one at a time, each drained first (resumable)
   reload [--config FILE]          the running supervisor re-reads its config (like SIGHUP)
   bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
@@ -54,6 +56,7 @@ const commands: Record<string, Command> = {
   'add-instance': addInstanceCommand,
   'remove-instance': removeInstanceCommand,
   reload: reloadCommand,
+  restart: restartCommand,
   doctor: doctorCommand,
   sysctl: sysctlCommand,
   render: renderCommand,

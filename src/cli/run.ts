@@ -55,6 +55,11 @@ export async function runCommand(argv: string[]): Promise<number> {
       return { removed };
     },
     reload: async () => ({ changes: await reloadFromFile('control'), instances: bridge.twins.status().length }),
+    restart: async (args) =>
+      bridge.restartTwins({
+        drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined,
+        bootstrapMs: typeof args.bootstrapMs === 'number' ? args.bootstrapMs : undefined,
+      }),
     'rotate-onion': async (args) =>
       args.endGrace === true
         ? bridge.endOnionGrace()

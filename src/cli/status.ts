@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/index.js';
 import { controlRequest, type BridgeStatus } from '../supervisor/index.js';
 import { parse } from './args.js';
+import { restartLine } from './restart.js';
 
 function human(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -53,6 +54,8 @@ export function formatStatus(s: BridgeStatus): string {
     const t = s.transport;
     out.push(`transport ${t.name}: ${t.state}, pid ${t.pid ?? '-'}, CPU ${pct(t.cpuShare)}, restarts ${t.restarts}, ${t.smethod ? `listening on ${t.smethod.address}` : 'no SMETHOD yet'}${t.lastError ? `, last error: ${t.lastError}` : ''}`);
   }
+  const rl = restartLine(s.restart);
+  if (rl) out.push(rl);
   return out.join('\n');
 }
 

@@ -14,6 +14,7 @@ import { systemdNotifier, type Notifier } from './notify.js';
 import { CpuMeter } from './cpu.js';
 import { OnionRotation, type RotationResult, type RotationOptions } from './onion-rotation.js';
 import { drainTwin, type CycleHost } from './twin-cycle.js';
+import { RollingRestart, type RestartOptions, type RestartResult, type RestartState } from './rolling-restart.js';
 
 export type { RotationResult, RotationOptions } from './onion-rotation.js';
 
@@ -38,6 +39,8 @@ export interface BridgeStatus {
   instances: InstanceView[];
   balancer: BalancerStats | null;
   transport: (TransportStatus & { cpuShare: number | null }) | null;
+  /** The rolling restart under way, or the last one. */
+  restart: RestartState | null;
 }
 
 export interface BridgeEvents {
@@ -64,6 +67,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Twins drained or restarted on purpose: the health check leaves them down. */
   private readonly held = new Set<string>();
   private readonly rotation: OnionRotation;
+  private readonly rolling: RollingRestart;
   private rotationTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -76,6 +80,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.twins = new Supervisor(cfg, logger);
     this.notifier = notifier ?? systemdNotifier(logger);
     this.rotation = new OnionRotation({ ...this.cycleHost(), cfg: () => this.cfg });
+    this.rolling = new RollingRestart(this.cycleHost(), () => this.cfg.dataDir);
   }
 
   /** What drains and restarts twins one at a time (rotation, rolling restart) work on. */
@@ -136,6 +141,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }
     });
     await this.rotation.resume();
+    await this.rolling.load();
     await this.twins.start();
     for (const s of this.twins.status()) {
       balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
@@ -292,6 +298,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     });
   }
 
+  /** Rolling restart of the twins (or the rest of an interrupted one); see rolling-restart.ts. */
+  restartTwins(o: RestartOptions = {}): Promise<RestartResult> {
+    return this.serialize(() => this.rolling.run(o));
+  }
+
   /** Coordinated onion-key rotation now (see onion-rotation.ts). */
   rotateOnionKeys(o: RotationOptions = {}): Promise<RotationResult> {
     return this.serialize(() => this.rotation.rotate(o));
@@ -363,6 +374,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }),
       balancer: stats,
       transport: transport ? { ...transport, cpuShare: this.cpu.share(transport.pid, transport.startedAt, now) } : null,
+      restart: this.rolling.progress,
     };
   }
 

@@ -15,5 +15,6 @@ export {
 export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bridgeLine, type PtMessage } from './ptproto.js';
 export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents, type RotationResult, type RotationOptions } from './bridge.js';
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
+export { planRestart, readRestartState, restartStatePath, RESTART_STATE_FILE, type RestartState, type RestartResult, type RestartOptions } from './rolling-restart.js';
 export { preflight } from './preflight.js';
 export { CpuMeter, cpuSeconds } from './cpu.js';
