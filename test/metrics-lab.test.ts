@@ -66,7 +66,7 @@ const value = (lines: string[], series: string): number | undefined => {
   return l === undefined ? undefined : Number(l.slice(series.length + 1).split(' ')[0]);
 };
 
-test('every twin appears with instance= on its tor metrics and on the balancer\'s; counters count sessions', { timeout: 240_000 }, async () => {
+test('every twin appears with twin= on its tor metrics and on the balancer\'s; counters count sessions', { timeout: 240_000 }, async () => {
   bridge = new Bridge(config, testLogger);
   await bridge.start();
   metrics = await startMetricsServer({
@@ -105,7 +105,7 @@ test('every twin appears with instance= on its tor metrics and on the balancer\'
   }
   let sessions = 0;
   for (const n of NAMES) {
-    const i = `instance="${n}"`;
+    const i = `twin="${n}"`;
     assert.equal(value(r.lines, `bridgectl_tor_metrics_scrape_ok{${i}}`), 1, `${n} scraped`);
     // tor's own metrics, from this twin's MetricsPort.
     assert.ok((value(r.lines, `tor_relay_traffic_bytes{${i},direction="read"}`) ?? 0) > 0, `${n}: tor_relay_traffic_bytes`);
@@ -125,7 +125,7 @@ test('every twin appears with instance= on its tor metrics and on the balancer\'
   assert.equal(value(r.lines, 'bridgectl_ready'), 1);
   const ownTor = r.lines.filter((l) => l.startsWith('tor_'));
   assert.ok(ownTor.length > 100);
-  assert.deepEqual(ownTor.filter((l) => !NAMES.some((n) => l.includes(`{instance="${n}"`))), [], 'every tor sample has instance=');
+  assert.deepEqual(ownTor.filter((l) => !NAMES.some((n) => l.includes(`{twin="${n}"`))), [], 'every tor sample has twin=');
 });
 
 test('a twin whose MetricsPort hangs costs only its own samples; the scrape answers in time', { timeout: 60_000 }, async () => {
@@ -136,11 +136,11 @@ test('a twin whose MetricsPort hangs costs only its own samples; the scrape answ
     const r = await scrape();
     assert.ok(Date.now() - t0 < 5_000, 'bounded by the per-twin timeout');
     assert.equal(r.status, 200);
-    assert.equal(value(r.lines, 'bridgectl_tor_metrics_scrape_ok{instance="metlab2"}'), 0);
-    assert.equal(value(r.lines, 'bridgectl_tor_metrics_scrape_ok{instance="metlab1"}'), 1);
-    assert.ok(!r.lines.some((l) => l.startsWith('tor_') && l.includes('instance="metlab2"')));
-    assert.ok(r.lines.some((l) => l.startsWith('tor_') && l.includes('instance="metlab3"')));
-    assert.ok(r.lines.some((l) => l.startsWith('bridgectl_balancer_backend_sessions_total{instance="metlab2"}')), 'the balancer still reports it');
+    assert.equal(value(r.lines, 'bridgectl_tor_metrics_scrape_ok{twin="metlab2"}'), 0);
+    assert.equal(value(r.lines, 'bridgectl_tor_metrics_scrape_ok{twin="metlab1"}'), 1);
+    assert.ok(!r.lines.some((l) => l.startsWith('tor_') && l.includes('twin="metlab2"')));
+    assert.ok(r.lines.some((l) => l.startsWith('tor_') && l.includes('twin="metlab3"')));
+    assert.ok(r.lines.some((l) => l.startsWith('bridgectl_balancer_backend_sessions_total{twin="metlab2"}')), 'the balancer still reports it');
   } finally {
     process.kill(victim, 'SIGCONT');
   }

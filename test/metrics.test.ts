@@ -45,7 +45,7 @@ test('a real tor MetricsPort output parses with no invalid line', async () => {
   ]);
 });
 
-test('merging three twins: every sample once per twin with instance= first, HELP/TYPE once, families grouped', async () => {
+test('merging three twins: every sample once per twin with twin= first, HELP/TYPE once, families grouped', async () => {
   const text = await torText();
   const names = ['bridge1', 'bridge2', 'bridge3'];
   const merged = mergeExpositions(names.map((value) => ({ value, exposition: parseExposition(text) })));
@@ -53,10 +53,10 @@ test('merging three twins: every sample once per twin with instance= first, HELP
   const out = sampleLines(merged);
   assert.equal(out.length, original.length * 3);
   for (const name of names) {
-    const mine = out.filter((l) => l.includes(`instance="${name}"`));
+    const mine = out.filter((l) => l.includes(`twin="${name}"`));
     assert.equal(mine.length, original.length, `${name} has every sample`);
     // Removing our label gives back tor's line exactly.
-    const stripped = mine.map((l) => l.replace(`{instance="${name}"}`, '').replace(`instance="${name}",`, ''));
+    const stripped = mine.map((l) => l.replace(`{twin="${name}"}`, '').replace(`twin="${name}",`, ''));
     assert.deepEqual(stripped.sort(), [...original].sort());
   }
   for (const kind of ['HELP', 'TYPE']) {
@@ -64,10 +64,10 @@ test('merging three twins: every sample once per twin with instance= first, HELP
     assert.equal(decl.length, (text.match(new RegExp(`^# ${kind} `, 'gm')) ?? []).length, `one ${kind} per family`);
     assert.equal(new Set(decl).size, decl.length);
   }
-  assert.ok(out.includes('tor_bug_reached_count{instance="bridge2"} 0'), 'a sample without labels gets {instance=}');
+  assert.ok(out.includes('tor_bug_reached_count{twin="bridge2"} 0'), 'a sample without labels gets {twin=}');
   assert.ok(
-    out.includes('tor_relay_connections{instance="bridge3",type="OR listener",direction="initiated",state="opened",family="ipv4"} 1'),
-    'a sample with labels keeps them, after instance=',
+    out.includes('tor_relay_connections{twin="bridge3",type="OR listener",direction="initiated",state="opened",family="ipv4"} 1'),
+    'a sample with labels keeps them, after twin=',
   );
   assertGrouped(merged);
   const again = parseExposition(merged);
@@ -86,7 +86,7 @@ test('label values are unescaped when parsed and escaped again; our own value is
     ['d', '}{,='],
   ]);
   const merged = mergeExpositions([{ value: 'we"ird\\name\n', exposition: e }]);
-  assert.equal(merged, 'm{instance="we\\"ird\\\\name\\n",a="q\\"uote",b="back\\\\slash",c="new\\nline",d="}{,="} 1\n');
+  assert.equal(merged, 'm{twin="we\\"ird\\\\name\\n",a="q\\"uote",b="back\\\\slash",c="new\\nline",d="}{,="} 1\n');
   assert.deepEqual(parseExposition(merged).invalid, []);
 });
 
@@ -94,16 +94,16 @@ test('timestamps and special values are kept as written', () => {
   const e = parseExposition('# TYPE t gauge\nt 1.5e3 1700000000000\nt{x="1"} +Inf -5\nt{x="2"} NaN\n');
   assert.deepEqual(e.invalid, []);
   assert.deepEqual(sampleLines(mergeExpositions([{ value: 'i', exposition: e }])), [
-    't{instance="i"} 1.5e3 1700000000000',
-    't{instance="i",x="1"} +Inf -5',
-    't{instance="i",x="2"} NaN',
+    't{twin="i"} 1.5e3 1700000000000',
+    't{twin="i",x="1"} +Inf -5',
+    't{twin="i",x="2"} NaN',
   ]);
 });
 
-test('an instance label already on a sample becomes exported_instance', () => {
-  const e = parseExposition('m{instance="theirs",k="v"} 2\n');
+test('a twin label already on a sample becomes exported_twin', () => {
+  const e = parseExposition('m{twin="theirs",k="v"} 2\n');
   assert.deepEqual(sampleLines(mergeExpositions([{ value: 'ours', exposition: e }])), [
-    'm{instance="ours",exported_instance="theirs",k="v"} 2',
+    'm{twin="ours",exported_twin="theirs",k="v"} 2',
   ]);
 });
 
@@ -127,22 +127,22 @@ test('histogram and summary samples stay with their family across twins', () => 
   assert.deepEqual(l.slice(0, 10), [
     '# HELP lat Latency.',
     '# TYPE lat histogram',
-    'lat_bucket{instance="a",le="0.1"} 1',
-    'lat_bucket{instance="a",le="+Inf"} 2',
-    'lat_sum{instance="a"} 0.3',
-    'lat_count{instance="a"} 2',
-    'lat_bucket{instance="b",le="0.1"} 1',
-    'lat_bucket{instance="b",le="+Inf"} 2',
-    'lat_sum{instance="b"} 0.3',
-    'lat_count{instance="b"} 2',
+    'lat_bucket{twin="a",le="0.1"} 1',
+    'lat_bucket{twin="a",le="+Inf"} 2',
+    'lat_sum{twin="a"} 0.3',
+    'lat_count{twin="a"} 2',
+    'lat_bucket{twin="b",le="0.1"} 1',
+    'lat_bucket{twin="b",le="+Inf"} 2',
+    'lat_sum{twin="b"} 0.3',
+    'lat_count{twin="b"} 2',
   ]);
   assert.deepEqual(l.filter((x) => x.startsWith('q')), [
-    'q{instance="a",quantile="0.5"} 1',
-    'q_sum{instance="a"} 4',
-    'q_count{instance="a"} 3',
-    'q{instance="b",quantile="0.5"} 1',
-    'q_sum{instance="b"} 4',
-    'q_count{instance="b"} 3',
+    'q{twin="a",quantile="0.5"} 1',
+    'q_sum{twin="a"} 4',
+    'q_count{twin="a"} 3',
+    'q{twin="b",quantile="0.5"} 1',
+    'q_sum{twin="b"} 4',
+    'q_count{twin="b"} 3',
   ]);
 });
 
@@ -178,7 +178,7 @@ test('a family whose TYPE differs between twins keeps the first; excluded names 
     { value: 'a', exposition: a },
     { value: 'b', exposition: b },
   ];
-  assert.equal(mergeExpositions(srcs, { exclude: new Set(['mine']) }), '# TYPE x counter\nx{instance="a"} 1\n');
+  assert.equal(mergeExpositions(srcs, { exclude: new Set(['mine']) }), '# TYPE x counter\nx{twin="a"} 1\n');
 });
 
 // --- the endpoint with a fake bridge and fake twins (no tor) ---
@@ -248,6 +248,7 @@ function fakeStatus(): BridgeStatus {
       backends: [backend('fake1', 1), backend('fake2', 2)],
     },
     restart: null,
+    onionKeys: null,
     transport: {
       name: 'obfs4',
       state: 'running',
@@ -300,23 +301,23 @@ test('the endpoint: own metrics, balancer counters per twin, a good twin relabel
     assert.match(r.type, /^text\/plain; version=0\.0\.4/);
     const b = r.body;
     const has = (line: string): void => assert.ok(sampleLines(b).includes(line), `has ${line}`);
-    has('bridgectl_tor_metrics_scrape_ok{instance="fake1"} 1');
-    has('bridgectl_tor_metrics_scrape_ok{instance="fake2"} 0');
-    has('bridgectl_tor_metrics_scrape_ok{instance="fake3"} 0');
-    has('bridgectl_tor_metrics_scrape_ok{instance="fake4"} 0');
-    has('tor_relay_traffic_bytes{instance="fake1",direction="read"} 53786');
-    assert.deepEqual(sampleLines(b).filter((l) => l.startsWith('tor_') && !l.includes('{instance="fake1"')), []);
-    has('bridgectl_instance_up{instance="fake1"} 1');
-    has('bridgectl_instance_up{instance="fake2"} 0');
-    has('bridgectl_instance_state{instance="fake2",state="backoff"} 1');
-    has('bridgectl_instance_restarts_total{instance="fake2"} 1');
-    has('bridgectl_instance_bootstrap_percent{instance="fake2"} 40');
-    has('bridgectl_balancer_backend_sessions{instance="fake2"} 2');
-    has('bridgectl_balancer_backend_sessions_total{instance="fake2"} 20');
-    has('bridgectl_balancer_backend_bytes_total{instance="fake2",direction="to_twin"} 2000');
-    has('bridgectl_balancer_backend_bytes_total{instance="fake2",direction="from_twin"} 4000');
-    has('bridgectl_balancer_backend_auth_failures_total{instance="fake2"} 1');
-    has('bridgectl_balancer_backend_connect_failures_total{instance="fake2"} 6');
+    has('bridgectl_tor_metrics_scrape_ok{twin="fake1"} 1');
+    has('bridgectl_tor_metrics_scrape_ok{twin="fake2"} 0');
+    has('bridgectl_tor_metrics_scrape_ok{twin="fake3"} 0');
+    has('bridgectl_tor_metrics_scrape_ok{twin="fake4"} 0');
+    has('tor_relay_traffic_bytes{twin="fake1",direction="read"} 53786');
+    assert.deepEqual(sampleLines(b).filter((l) => l.startsWith('tor_') && !l.includes('{twin="fake1"')), []);
+    has('bridgectl_instance_up{twin="fake1"} 1');
+    has('bridgectl_instance_up{twin="fake2"} 0');
+    has('bridgectl_instance_state{twin="fake2",state="backoff"} 1');
+    has('bridgectl_instance_restarts_total{twin="fake2"} 1');
+    has('bridgectl_instance_bootstrap_percent{twin="fake2"} 40');
+    has('bridgectl_balancer_backend_sessions{twin="fake2"} 2');
+    has('bridgectl_balancer_backend_sessions_total{twin="fake2"} 20');
+    has('bridgectl_balancer_backend_bytes_total{twin="fake2",direction="to_twin"} 2000');
+    has('bridgectl_balancer_backend_bytes_total{twin="fake2",direction="from_twin"} 4000');
+    has('bridgectl_balancer_backend_auth_failures_total{twin="fake2"} 1');
+    has('bridgectl_balancer_backend_connect_failures_total{twin="fake2"} 6');
     has('bridgectl_balancer_sessions 3');
     has('bridgectl_balancer_accepted_total 50');
     has('bridgectl_balancer_no_backend_total 5');
@@ -329,7 +330,7 @@ test('the endpoint: own metrics, balancer counters per twin, a good twin relabel
     assertGrouped(b);
     // A second scrape reports the same totals: counters mirror the balancer's, they do not add up per scrape.
     const again = sampleLines((await get(`http://127.0.0.1:${m.address.port}/metrics`)).body);
-    for (const line of ['bridgectl_balancer_accepted_total 50', 'bridgectl_balancer_backend_sessions_total{instance="fake2"} 20']) {
+    for (const line of ['bridgectl_balancer_accepted_total 50', 'bridgectl_balancer_backend_sessions_total{twin="fake2"} 20']) {
       assert.ok(again.includes(line), `second scrape has ${line}`);
     }
     assert.equal((await get(`http://127.0.0.1:${m.address.port}/nope`)).status, 404);

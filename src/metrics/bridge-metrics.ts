@@ -5,6 +5,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { BridgeView } from './view.js';
 import type { BackendStats, ListenerStats } from '../balancer/index.js';
+import { conntrack, ephemeralPorts, fdUsage } from './host.js';
 
 const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
 const TRANSPORT_STATES = ['starting', 'running', 'backoff', 'failed', 'stopping', 'stopped'] as const;
@@ -35,9 +36,10 @@ const finite = (v: Num): v is number => typeof v === 'number' && Number.isFinite
 
 /**
  * Registers the bridge's metrics on `registry`; every value is read from `getStatus()` when the
- * registry is collected. Prefix: `bridgectl_`. Per-twin series carry `instance="<name>"`.
+ * registry is collected. Prefix: `bridgectl_`. Per-twin series carry `twin="<name>"`
+ * (a label of their own: Prometheus's `instance` stays the scraped host).
  */
-export function registerBridgeMetrics(registry: Registry, getStatus: () => BridgeView, label = 'instance'): void {
+export function registerBridgeMetrics(registry: Registry, getStatus: () => BridgeView, label = 'twin'): void {
   // One status per collection: every collect callback of a scrape runs within the same tick of
   // registry.metrics(); re-reading it for each metric would be wasteful, not wrong.
   let cached: { at: number; st: BridgeView } | null = null;
@@ -149,6 +151,59 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
       if (st.balancer) c.inc(st.balancer.sessions[field]);
     });
   }
+
+  // --- rolling restart and onion keys ---
+  gauge('bridgectl_rolling_restart_in_progress', '1 while a rolling restart (bridgectl restart) is under way or stopped unfinished', [], (g, st) =>
+    g.set(st.restart && !st.restart.finishedAt ? 1 : 0),
+  );
+  gauge('bridgectl_instance_restarting', '1 while the twin is drained or restarted by a rolling restart', [label], (g, st) => {
+    for (const i of st.instances) g.set({ [label]: i.name }, st.restart?.current === i.name ? 1 : 0);
+  });
+  gauge('bridgectl_onion_key_age_seconds', 'How long ago the current onion keys became current', [], (g, st) => {
+    if (st.onionKeys) g.set((Date.now() - Date.parse(st.onionKeys.rotatedAt)) / 1000);
+  });
+  gauge('bridgectl_onion_key_rotation_period_seconds', 'How often the onion keys rotate (keys.rotationDays)', [], (g, st) => {
+    if (st.onionKeys) g.set(st.onionKeys.rotationDays * 86400);
+  });
+
+  // --- limits: descriptors per process, conntrack, ephemeral ports ---
+  const asyncGauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeView) => Promise<void>): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: reg,
+      async collect() {
+        this.reset();
+        await fill(this, status());
+      },
+    });
+  };
+  const fdsOf = async (st: BridgeView): Promise<Array<[string, { open: number; max: number }]>> => {
+    const procs: Array<[string, number]> = [['bridgectl', process.pid]];
+    for (const i of st.instances) if (finite(i.pid)) procs.push([i.name, i.pid]);
+    if (st.transport && finite(st.transport.pid)) procs.push([st.transport.name, st.transport.pid]);
+    const got = await Promise.all(procs.map(async ([n, pid]) => [n, await fdUsage(pid)] as const));
+    return got.flatMap(([n, u]) => (u ? [[n, u] as [string, { open: number; max: number }]] : []));
+  };
+  asyncGauge('bridgectl_process_open_fds', 'Open descriptors of bridgectl, each twin and the transport (process=)', ['process'], async (g, st) => {
+    for (const [n, u] of await fdsOf(st)) g.set({ process: n }, u.open);
+  });
+  asyncGauge('bridgectl_process_max_fds', 'Their descriptor limit (soft RLIMIT_NOFILE)', ['process'], async (g, st) => {
+    for (const [n, u] of await fdsOf(st)) g.set({ process: n }, u.max);
+  });
+  asyncGauge('bridgectl_conntrack_entries', 'Entries in the conntrack table (absent without conntrack)', [], async (g) => {
+    const c = await conntrack();
+    if (c) g.set(c.entries);
+  });
+  asyncGauge('bridgectl_conntrack_max', 'Size of the conntrack table (net.netfilter.nf_conntrack_max)', [], async (g) => {
+    const c = await conntrack();
+    if (c) g.set(c.max);
+  });
+  asyncGauge('bridgectl_ephemeral_ports', 'Ephemeral ports per destination (net.ipv4.ip_local_port_range): bounds the transport-to-balancer sessions', [], async (g) => {
+    const n = await ephemeralPorts();
+    if (n !== null) g.set(n);
+  });
 
   // --- the transport ---
   gauge('bridgectl_transport_up', '1 when the pluggable transport reported SMETHODS DONE and runs', ['transport'], (g, st) => {

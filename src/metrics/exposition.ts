@@ -212,7 +212,7 @@ export interface LabelledSource {
 }
 
 export interface MergeOptions {
-  /** Name of the label to add (default `instance`). */
+  /** Name of the label to add (default `twin`). */
   label?: string;
   /** Families to leave out (names already used by the one exposing the merge). */
   exclude?: ReadonlySet<string>;
@@ -225,7 +225,7 @@ export interface MergeOptions {
  * from the disagreeing sources are dropped (the output would otherwise be invalid).
  */
 export function mergeExpositions(sources: LabelledSource[], opts: MergeOptions = {}): string {
-  const label = opts.label ?? 'instance';
+  const label = opts.label ?? 'twin';
   const merged = new Map<string, { help?: string; type?: MetricType; lines: string[] }>();
   for (const src of sources) {
     for (const f of src.exposition.families) {

@@ -1,5 +1,5 @@
 // Public face of metrics: the Prometheus endpoint (bridgectl's own metrics plus every twin's tor
-// MetricsPort output re-labelled with instance=) and the text-format tools it is built on.
+// MetricsPort output re-labelled with twin=) and the text-format tools it is built on.
 export {
   startMetricsServer,
   fetchTorMetrics,

@@ -1,5 +1,5 @@
 // The Prometheus endpoint: bridgectl's own metrics (process, twins, balancer, transport) plus every
-// twin's tor MetricsPort output, re-labelled with instance="<twin>", in one scrape.
+// twin's tor MetricsPort output, re-labelled with twin="<twin>", in one scrape.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -10,7 +10,7 @@ import { registerBridgeMetrics } from './bridge-metrics.js';
 import { mergeExpositions, parseExposition, type LabelledSource } from './exposition.js';
 
 export interface MetricsTarget {
-  /** The twin's name, the value of its `instance` label. */
+  /** The twin's name, the value of its `twin` label. */
   name: string;
   /** Its tor MetricsPort (HOST:PORT), or null when it has none. */
   metricsAddress: string | null;
@@ -20,12 +20,13 @@ export interface MetricsServerOptions {
   /** HOST:PORT to listen on (port 0: any free port). */
   listen: string;
   logger: Logger;
+  /** The bridge's state, asked at each scrape (the composition root hands it over). */
   getStatus: () => BridgeView;
   /** The twins to scrape, asked at every scrape (so added and removed twins follow). */
   instances: () => MetricsTarget[];
   /** How long one twin's MetricsPort may take to answer (default 2,000 ms). */
   torTimeoutMs?: number;
-  /** The label naming the twin (default `instance`). */
+  /** The label naming the twin (default `twin`). */
   label?: string;
 }
 
@@ -81,14 +82,14 @@ interface TwinScrape {
 /**
  * Starts the Prometheus endpoint. GET /metrics answers with the text format (0.0.4):
  *  - `process_*` and `nodejs_*`: the supervisor process (prom-client's default metrics);
- *  - `bridgectl_*`: the twins, the balancer (per twin with `instance=`) and the transport;
- *  - `bridgectl_tor_metrics_scrape_ok{instance=}` and friends: how the scrape of each twin went;
- *  - `tor_*`: each twin's own MetricsPort output with `instance="<twin>"` on every sample.
+ *  - `bridgectl_*`: the twins, the balancer (per twin with `twin=`) and the transport;
+ *  - `bridgectl_tor_metrics_scrape_ok{twin=}` and friends: how the scrape of each twin went;
+ *  - `tor_*`: each twin's own MetricsPort output with `twin="<twin>"` on every sample.
  * A twin that has no MetricsPort, does not answer in time or answers garbage costs only its own
  * `tor_*` samples (its scrape_ok is 0); the scrape itself always succeeds.
  */
 export async function startMetricsServer(o: MetricsServerOptions): Promise<MetricsServer> {
-  const label = o.label ?? 'instance';
+  const label = o.label ?? 'twin';
   const timeoutMs = o.torTimeoutMs ?? 2_000;
   const log = o.logger;
   const registry = new Registry();

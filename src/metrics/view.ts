@@ -23,5 +23,9 @@ export interface BridgeView {
     sessions: ListenerStats;
     backends: BackendStats[];
   } | null;
-  transport: { name: string; state: string; restarts: number } | null;
+  transport: { name: string; state: string; restarts: number; pid?: number | null } | null;
+  /** The rolling restart under way (current: the twin out now), or the last one. */
+  restart: { current: string | null; finishedAt: string | null } | null;
+  /** When the current onion keys became current, and how often they rotate. */
+  onionKeys: { rotatedAt: string; rotationDays: number } | null;
 }

@@ -41,6 +41,8 @@ export interface BridgeStatus {
   transport: (TransportStatus & { cpuShare: number | null }) | null;
   /** The rolling restart under way, or the last one. */
   restart: RestartState | null;
+  /** When the current onion keys became current (as of the last check, every minute). */
+  onionKeys: { rotatedAt: string; rotationDays: number } | null;
 }
 
 export interface BridgeEvents {
@@ -68,6 +70,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private readonly held = new Set<string>();
   private readonly rotation: OnionRotation;
   private readonly rolling: RollingRestart;
+  private onionKeys: BridgeStatus['onionKeys'] = null;
   private rotationTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -142,6 +145,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     });
     await this.rotation.resume();
     await this.rolling.load();
+    this.onionKeys = await this.rotation.keysInfo();
     await this.twins.start();
     for (const s of this.twins.status()) {
       balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
@@ -305,7 +309,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   /** Coordinated onion-key rotation now (see onion-rotation.ts). */
   rotateOnionKeys(o: RotationOptions = {}): Promise<RotationResult> {
-    return this.serialize(() => this.rotation.rotate(o));
+    return this.serialize(() => this.rotation.rotate(o)).finally(() => void this.refreshKeysInfo());
   }
 
   /** Ends the onion-key grace period now: the previous keys' .old files go, the pins come back. */
@@ -313,9 +317,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     return this.serialize(() => this.rotation.endGrace());
   }
 
+  private async refreshKeysInfo(): Promise<void> {
+    this.onionKeys = await this.rotation.keysInfo();
+  }
+
   /** The rotation schedule, checked every minute. */
   private async rotationTick(): Promise<void> {
     try {
+      await this.refreshKeysInfo();
       const due = await this.rotation.due();
       if (due.repin) await this.endOnionGrace();
       if (due.rotate) await this.rotateOnionKeys();
@@ -375,6 +384,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       balancer: stats,
       transport: transport ? { ...transport, cpuShare: this.cpu.share(transport.pid, transport.startedAt, now) } : null,
       restart: this.rolling.progress,
+      onionKeys: this.onionKeys,
     };
   }
 

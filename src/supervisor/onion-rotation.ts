@@ -118,6 +118,12 @@ export class OnionRotation {
     return this.result(next, twins.map((t) => t.name));
   }
 
+  /** When the current onion keys became current, and the rotation period (for status and metrics). */
+  async keysInfo(): Promise<{ rotatedAt: string; rotationDays: number } | null> {
+    const st = await readRotationState(identityDir(this.cfg)).catch(() => null);
+    return st ? { rotatedAt: st.rotatedAt, rotationDays: this.cfg.keys.rotationDays } : null;
+  }
+
   /** What the schedule says is due now (checked every minute by the bridge). */
   async due(): Promise<{ repin: boolean; rotate: boolean; nextRotation: Date }> {
     const st = await loadOrInitRotationState(identityDir(this.cfg));
