@@ -5,7 +5,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { BridgeView } from './view.js';
 import type { BackendStats, ListenerStats } from '../balancer/index.js';
-import { conntrack, ephemeralPorts, fdUsage } from './host.js';
+import { conntrack, cpuSecondsOf, ephemeralPorts, fdUsage } from './host.js';
 
 const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
 const TRANSPORT_STATES = ['starting', 'running', 'backoff', 'failed', 'stopping', 'stopped'] as const;
@@ -179,10 +179,20 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
       },
     });
   };
-  const fdsOf = async (st: BridgeView): Promise<Array<[string, { open: number; max: number }]>> => {
+  const processes = (st: BridgeView): Array<[string, number]> => {
     const procs: Array<[string, number]> = [['bridgectl', process.pid]];
     for (const i of st.instances) if (finite(i.pid)) procs.push([i.name, i.pid]);
     if (st.transport && finite(st.transport.pid)) procs.push([st.transport.name, st.transport.pid]);
+    return procs;
+  };
+  asyncGauge('bridgectl_process_cpu_seconds', 'CPU seconds used by bridgectl, each twin\'s tor and the transport (process=); use rate()', ['process'], async (g, st) => {
+    for (const [n, pid] of processes(st)) {
+      const v = await cpuSecondsOf(pid);
+      if (v !== null) g.set({ process: n }, v);
+    }
+  });
+  const fdsOf = async (st: BridgeView): Promise<Array<[string, { open: number; max: number }]>> => {
+    const procs = processes(st);
     const got = await Promise.all(procs.map(async ([n, pid]) => [n, await fdUsage(pid)] as const));
     return got.flatMap(([n, u]) => (u ? [[n, u] as [string, { open: number; max: number }]] : []));
   };

@@ -120,7 +120,7 @@ export class OnionRotation {
 
   /** When the current onion keys became current, and the rotation period (for status and metrics). */
   async keysInfo(): Promise<{ rotatedAt: string; rotationDays: number } | null> {
-    const st = await readRotationState(identityDir(this.cfg)).catch(() => null);
+    const st = await loadOrInitRotationState(identityDir(this.cfg)).catch(() => null);
     return st ? { rotatedAt: st.rotatedAt, rotationDays: this.cfg.keys.rotationDays } : null;
   }
 
