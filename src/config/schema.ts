@@ -1,11 +1,8 @@
 // The configuration file's shape. Every key here is documented in README.md ("Configuration").
 import { z } from 'zod';
+import { hostPort, ipv4Range } from './address.js';
 
-const hostPort = z
-  .string()
-  .regex(/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/, 'must be ADDRESS:PORT, e.g. 127.0.0.1:10000');
-
-const cidr = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR range, e.g. 127.0.2.0/24');
+const cidr = ipv4Range;
 
 export const balancerSchema = z
   .object({
