@@ -221,6 +221,7 @@ function fakeStatus(): BridgeStatus {
   });
   return {
     nickname: 'fake',
+    fingerprint: null,
     pid: process.pid,
     startedAt: Date.now() - 60_000,
     ready: true,

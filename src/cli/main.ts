@@ -26,7 +26,8 @@ commands:
   keys import FILE [--force] [--config FILE]
                                   install an exported identity into dataDir and every instance (then what init does);
                                   other keys: refused, or moved aside with --force
-  status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
+  status [--json] [--watch] [--config FILE]
+                                  the running supervisor's view of twins, balancer and transport (--watch: live)
   add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
   remove-instance [NAME] [--drain-seconds N]
                                   drain one twin (default: the last), then stop it

@@ -1,38 +1,17 @@
 import { loadConfig } from '../config/index.js';
 import { controlRequest, type BridgeStatus } from '../supervisor/index.js';
-import { parse } from './args.js';
+import { parse, UsageError } from './args.js';
 import { restartLine } from './restart.js';
+import { balancerLine, dur, human, pct, table, transportLine, twinState, watchFrame } from './status-view.js';
 
-function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i ? n.toFixed(1) : n} ${u[i]}`;
-}
-
-function dur(ms: number | null): string {
-  if (ms === null) return '-';
-  const s = Math.floor(ms / 1000);
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.floor(s / 60)}m`;
-  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
-}
-
-export function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n');
-}
+export { table };
 
 export function formatStatus(s: BridgeStatus): string {
-  const pct = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : `${Math.round(x * 100)}%`);
   const rows = [['INSTANCE', 'STATE', 'PID', 'BOOT', 'RESTARTS', 'UPTIME', 'SESSIONS', 'TOTAL', 'IN', 'OUT', 'CPU', 'FINGERPRINT']];
   for (const i of s.instances) {
     rows.push([
       i.name,
-      i.state + (i.state === 'running' && !i.balancerUp ? ' (not in balancer)' : ''),
+      twinState(s, i),
       String(i.pid ?? '-'),
       `${i.bootstrap}%`,
       String(i.restarts),
@@ -46,23 +25,73 @@ export function formatStatus(s: BridgeStatus): string {
     ]);
   }
   const out = [`bridge ${s.nickname} (supervisor pid ${s.pid}, CPU ${pct(s.cpuShare)}, ${s.ready ? 'ready' : 'not ready'})`, table(rows)];
-  if (s.balancer) {
-    const l = s.balancer.listen;
-    out.push(`balancer ${l ? `${l.host}:${l.port}` : '-'} (${s.balancer.engine ?? 'js'} engine): ${JSON.stringify(s.balancer.sessions)}`);
-  }
-  if (s.transport) {
-    const t = s.transport;
-    out.push(`transport ${t.name}: ${t.state}, pid ${t.pid ?? '-'}, CPU ${pct(t.cpuShare)}, restarts ${t.restarts}, ${t.smethod ? `listening on ${t.smethod.address}` : 'no SMETHOD yet'}${t.lastError ? `, last error: ${t.lastError}` : ''}`);
-  }
+  for (const l of [balancerLine(s), transportLine(s)]) if (l) out.push(l);
   const rl = restartLine(s.restart);
   if (rl) out.push(rl);
   return out.join('\n');
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { config: { type: 'string' }, json: { type: 'boolean', default: false } });
+  const { values } = parse(argv, {
+    config: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    watch: { type: 'boolean', default: false },
+    interval: { type: 'string', default: '2' },
+  });
   const { config } = loadConfig(values.config);
+  if (values.watch) return watch(config.runtimeDir, Number(values.interval) * 1000);
   const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus;
   console.log(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  return 0;
+}
+
+/**
+ * `status --watch`: the live view, redrawn in place every `everyMs` (cursor home, each line cleared
+ * to its end, the rest of the screen cleared), until Ctrl-C. Bytes/s from the change between frames.
+ */
+async function watch(runtimeDir: string, everyMs: number): Promise<number> {
+  if (!Number.isFinite(everyMs) || everyMs < 200) throw new UsageError('--interval must be at least 0.2 (seconds)');
+  const tty = process.stdout.isTTY;
+  let prev: { at: number; bytes: Map<string, number> } | null = null;
+  let stop = false;
+  const quit = (): void => {
+    stop = true;
+  };
+  process.once('SIGINT', quit);
+  process.once('SIGTERM', quit);
+  if (tty) process.stdout.write('\x1b[?25l');
+  try {
+    while (!stop) {
+      let lines: string[];
+      try {
+        const s = (await controlRequest(runtimeDir, 'status', {}, 5_000)) as BridgeStatus;
+        const now = Date.now();
+        const bytes = new Map(s.instances.map((i) => [i.name, i.bytesIn + i.bytesOut]));
+        const rates = new Map<string, number>();
+        if (prev) {
+          for (const [n, b] of bytes) {
+            const p = prev.bytes.get(n);
+            if (p !== undefined && b >= p) rates.set(n, ((b - p) * 1000) / Math.max(1, now - prev.at));
+          }
+        }
+        prev = { at: now, bytes };
+        lines = watchFrame(s, rates, new Date(now));
+      } catch (e) {
+        lines = [`bridgectl status --watch: ${(e as Error).message}`, '', 'retrying; Ctrl-C to quit'];
+      }
+      process.stdout.write(tty ? `\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\n')}\n\x1b[J` : `${lines.join('\n')}\n\n`);
+      await new Promise<void>((r) => {
+        const wake = (): void => {
+          clearTimeout(t);
+          process.off('SIGINT', wake);
+          r();
+        };
+        const t = setTimeout(wake, everyMs);
+        process.on('SIGINT', wake);
+      });
+    }
+  } finally {
+    if (tty) process.stdout.write('\x1b[?25h\n');
+  }
   return 0;
 }

@@ -12,3 +12,5 @@ export {
 } from './load.js';
 export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
 export { setInstancesInFile } from './edit.js';
+export { parseBandwidth, twinBandwidth, bandwidthProblem, refusedTorrcLines, REFUSED_TORRC_OPTIONS, MIN_TWIN_RATE } from './bandwidth.js';
+export { hostPortProblem, ipv4RangeProblem } from './address.js';

@@ -112,6 +112,12 @@ export function parseConfigText(text: string, file: string): Config {
     const node = doc.getIn(issue.path, true) as Node | undefined;
     let line = lineOf(node?.range?.[0]);
     if (!node) line = lineOf(nearestRange(doc, issue.path));
+    const torrcLine = issue.code === z.ZodIssueCode.custom ? (issue.params as { torrcLine?: number } | undefined)?.torrcLine : undefined;
+    if (torrcLine !== undefined && isScalar(node)) {
+      // A block scalar (`torrc: |`) starts on the line after its indicator.
+      const block = node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED';
+      line += (block ? 1 : 0) + torrcLine;
+    }
     const key = issue.path.join('.');
     const missing = issue.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined';
     problems.push({ file, line, key, message: missing ? 'required key is missing' : issue.message });

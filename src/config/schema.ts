@@ -1,6 +1,7 @@
 // The configuration file's shape. Every key here is documented in README.md ("Configuration").
 import { z } from 'zod';
 import { hostPort, ipv4Range } from './address.js';
+import { bandwidthProblem, refusedTorrcLines } from './bandwidth.js';
 
 const cidr = ipv4Range;
 
@@ -81,6 +82,11 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    /** The whole bridge's limits; each twin's tor gets RelayBandwidthRate/Burst = these / instances. */
+    bandwidth: z
+      .object({ rate: z.union([z.string(), z.number()]).optional(), burst: z.union([z.string(), z.number()]).optional() })
+      .strict()
+      .optional(),
     keys: z
       .object({
         /** Coordinated onion-key rotation period. */
@@ -93,6 +99,12 @@ export const configSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    const bw = bandwidthProblem(c.bandwidth, c.instances);
+    if (bw) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['bandwidth', bw.key], message: bw.message });
+    // `torrcLine`: which line of the torrc text, so that the error names the file's own line.
+    for (const r of refusedTorrcLines(c.torrc)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['torrc'], params: { torrcLine: r.index }, message: `${r.option}: ${r.reason}` });
+    }
     const longest = `${c.nickname}${c.instances}`;
     if (longest.length > 19) {
       ctx.addIssue({

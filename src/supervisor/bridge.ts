@@ -2,8 +2,10 @@
 // front of the balancer, and a control socket for `bridgectl status` and friends.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { instanceLayout, identityDir, type ResolvedConfig } from '../config/index.js';
-import { initIdentity } from '../keysync/index.js';
+import { instanceLayout, identityDir, bandwidthProblem, type ResolvedConfig } from '../config/index.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initIdentity, rsaFingerprint } from '../keysync/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
@@ -31,6 +33,8 @@ export interface InstanceView extends InstanceStatus {
 
 export interface BridgeStatus {
   nickname: string;
+  /** The bridge's fingerprint, from its identity key (known before any twin bootstraps). */
+  fingerprint: string | null;
   pid: number;
   startedAt: number;
   ready: boolean;
@@ -71,6 +75,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private readonly rotation: OnionRotation;
   private readonly rolling: RollingRestart;
   private onionKeys: BridgeStatus['onionKeys'] = null;
+  private fingerprint: string | null = null;
   private rotationTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -146,6 +151,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     await this.rotation.resume();
     await this.rolling.load();
     this.onionKeys = await this.rotation.keysInfo();
+    this.fingerprint = await readFile(join(identityDir(c), 'keys', 'secret_id_key')).then(rsaFingerprint, () => null);
     await this.twins.start();
     for (const s of this.twins.status()) {
       balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
@@ -207,12 +213,29 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           throw new Error('the bridge has no identity yet; run bridgectl init');
         },
       });
-      const st = await this.twins.addInstance(i);
+      // The bridge's bandwidth is divided among the twins: the new count first, then the new twin.
+      const n = this.twins.status().length + 1;
+      const bw = bandwidthProblem(this.cfg.bandwidth, n);
+      if (bw) throw new Error(`cannot add a twin: bandwidth.${bw.key}: ${bw.message}`);
+      this.cfg = { ...this.cfg, instances: n };
+      this.twins.updateConfig(this.cfg);
+      const st = await this.twins.addInstance(i).catch((e: unknown) => {
+        this.cfg = { ...this.cfg, instances: this.twins.status().length };
+        this.twins.updateConfig(this.cfg);
+        throw e;
+      });
       this.balancer?.addBackend({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
-      this.cfg = { ...this.cfg, instances: this.twins.status().length };
+      await this.redivide();
       this.logger.info({ instance: st.name }, 'instance added');
       return st;
     });
+  }
+
+  /** After the twin count changed: every tor re-reads its torrc with its new share of the bandwidth. */
+  private async redivide(): Promise<void> {
+    if (!this.cfg.bandwidth?.rate) return;
+    const told = await this.twins.reloadTorrcs();
+    this.logger.info({ twins: told, instances: this.cfg.instances }, 'bandwidth divided anew among the twins');
   }
 
   /**
@@ -236,6 +259,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }
       await this.twins.removeInstance(target);
       this.cfg = { ...this.cfg, instances: this.twins.status().length };
+      this.twins.updateConfig(this.cfg);
+      await this.redivide();
       this.logger.info({ instance: target }, 'instance removed');
       return target;
     });
@@ -270,7 +295,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       };
       this.cfg = merged;
       this.twins.updateConfig(merged);
-      if (prev.torrc !== next.torrc || prev.contactInfo !== next.contactInfo || JSON.stringify(prev.metrics) !== JSON.stringify(next.metrics)) {
+      if (prev.torrc !== next.torrc || prev.contactInfo !== next.contactInfo || JSON.stringify(prev.bandwidth) !== JSON.stringify(next.bandwidth) || JSON.stringify(prev.metrics) !== JSON.stringify(next.metrics)) {
         const told = await this.twins.reloadTorrcs();
         changes.push(`torrc re-read by ${told.join(', ') || 'no running instance'}`);
       }
@@ -364,6 +389,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const transport = this.transport?.status() ?? null;
     return {
       nickname: this.cfg.nickname,
+      fingerprint: this.fingerprint,
       pid: process.pid,
       startedAt: this.startedAt,
       ready: this.readySent,
@@ -372,6 +398,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         const b = byName.get(s.name);
         return {
           ...s,
+          fingerprint: s.fingerprint ?? this.fingerprint,
           uptimeMs: s.startedAt && s.pid ? now - s.startedAt : null,
           sessions: b?.current ?? 0,
           sessionsTotal: b?.total ?? 0,

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import type { InstanceLayout, ResolvedConfig } from '../config/index.js';
+import { twinBandwidth, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
 
 /** The package's templates/ folder (same place from src/ under tsx and from dist/src/). */
 export function templatesDir(): string {
@@ -38,6 +38,7 @@ export function renderInstanceTorrc(
   l: InstanceLayout,
   template: string = readFileSync(join(templatesDir(), 'torrc.tmpl'), 'utf8'),
 ): string {
+  const bw = twinBandwidth(c.bandwidth, c.instances);
   return fillTemplate(template, {
     name: l.name,
     index: l.index,
@@ -51,6 +52,9 @@ export function renderInstanceTorrc(
     metricsPortLines: l.metricsPortAddress
       ? `MetricsPort ${l.metricsPortAddress}\nMetricsPortPolicy accept 127.0.0.0/8`
       : '# (no MetricsPort)',
+    bandwidthLines: bw
+      ? `# the bridge's bandwidth.rate/burst divided among its ${c.instances} twins\nRelayBandwidthRate ${bw.rate}\nRelayBandwidthBurst ${bw.burst}`
+      : '# (no bandwidth limit)',
     extra: c.torrc.trim(),
   });
 }
