@@ -11,7 +11,7 @@ import { doctorCommand } from './doctor.js';
 import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './instances.js';
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
-import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
+import { balancerCommand, extorStaticCookieCommand } from './balancer.js';
 import { UsageError } from './args.js';
 
 const USAGE = `usage: bridgectl <command> [options]

@@ -47,7 +47,7 @@ export function formatStatus(s: BridgeStatus): string {
   const out = [`bridge ${s.nickname} (supervisor pid ${s.pid}, CPU ${pct(s.cpuShare)}, ${s.ready ? 'ready' : 'not ready'})`, table(rows)];
   if (s.balancer) {
     const l = s.balancer.listen;
-    out.push(`balancer ${l ? `${l.host}:${l.port}` : '-'} (${s.balancer.engine ?? 'js'} engine): ${JSON.stringify(s.balancer.sessions)}`);
+    out.push(`balancer ${l ? `${l.host}:${l.port}` : '-'}: ${JSON.stringify(s.balancer.sessions)}`);
   }
   if (s.transport) {
     const t = s.transport;

@@ -123,7 +123,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       sourceRange: c.balancer.sourceRange,
       logger: this.logger.child({ component: 'balancer' }),
       handshakeTimeoutMs: c.balancer.handshakeTimeoutMs,
-      backendTimeoutMs: c.balancer.backendTimeoutMs,
+      twinTimeoutMs: c.balancer.twinTimeoutMs,
       idleTimeoutMs: c.balancer.idleTimeoutMs,
       maxSessions: c.balancer.maxSessions,
     });
@@ -150,13 +150,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       try {
         balancer.markDown(s.name, `tor ${reason}`);
       } catch {
-        /* a removed instance is no longer a backend */
+        /* a removed instance is no longer a twin of the balancer */
       }
     });
     await this.resumeRotation();
     await this.twins.start();
     for (const s of this.twins.status()) {
-      balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
+      balancer.addTwin({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
     }
     // Health check: a twin the balancer marked down (it refused, or failed auth) is tried again
     // while its tor is running and bootstrapped.
@@ -216,7 +216,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         },
       });
       const st = await this.twins.addInstance(i);
-      this.balancer?.addBackend({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
+      this.balancer?.addTwin({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
       this.cfg = { ...this.cfg, instances: this.twins.status().length };
       this.logger.info({ instance: st.name }, 'instance added');
       return st;
@@ -234,7 +234,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       const target = name ?? all[0]!.name;
       if (!all.some((s) => s.name === target)) throw new Error(`no instance named ${target}`);
       this.logger.info({ instance: target, drainMs }, 'removing instance: draining');
-      await this.balancer?.removeBackend(target, { drainMs });
+      await this.balancer?.removeTwin(target, { drainMs });
       await this.twins.removeInstance(target);
       this.cfg = { ...this.cfg, instances: this.twins.status().length };
       this.logger.info({ instance: target }, 'instance removed');
@@ -275,7 +275,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         const told = await this.twins.reloadTorrcs();
         changes.push(`torrc re-read by ${told.join(', ') || 'no running instance'}`);
       }
-      const limits = ['handshakeTimeoutMs', 'backendTimeoutMs', 'idleTimeoutMs', 'maxSessions'] as const;
+      const limits = ['handshakeTimeoutMs', 'twinTimeoutMs', 'idleTimeoutMs', 'maxSessions'] as const;
       if (limits.some((k) => prev.balancer[k] !== next.balancer[k])) {
         this.balancer?.setLimits(Object.fromEntries(limits.map((k) => [k, next.balancer[k]])));
         changes.push('balancer limits');
@@ -377,7 +377,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     try {
       b.markDown(t.name, 'rotating keys');
       const deadline = Date.now() + drainMs;
-      const current = (): number => b.stats().backends.find((x) => x.name === t.name)?.current ?? 0;
+      const current = (): number => b.stats().twins.find((x) => x.name === t.name)?.current ?? 0;
       while (current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       if (current() > 0) log.warn({ sessions: current(), drainMs }, 'sessions still open after the drain period; restarting anyway');
       const up = new Promise<void>((resolve, reject) => {
@@ -399,7 +399,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       await up;
       // The 'bootstrapped' handler marks it up; wait for that before draining the next twin.
       const upDeadline = Date.now() + 10_000;
-      while (!b.stats().backends.find((x) => x.name === t.name)?.up && Date.now() < upDeadline) await new Promise((r) => setTimeout(r, 50));
+      while (!b.stats().twins.find((x) => x.name === t.name)?.up && Date.now() < upDeadline) await new Promise((r) => setTimeout(r, 50));
       log.info('twin restarted with the new onion keys');
     } finally {
       this.rotatingTwin = null;
@@ -434,7 +434,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private async healthCheck(): Promise<void> {
     const b = this.balancer;
     if (!b) return;
-    const down = new Set(b.stats().backends.filter((x) => !x.up && !x.draining).map((x) => x.name));
+    const down = new Set(b.stats().twins.filter((x) => !x.up && !x.draining).map((x) => x.name));
     for (const s of this.twins.status()) {
       if (s.state === 'running' && down.has(s.name) && s.name !== this.rotatingTwin) {
         await b.markUp(s.name).catch((e: Error) => this.logger.debug({ instance: s.name, err: e.message }, 'twin still not usable'));
@@ -444,7 +444,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   /** Ready once the balancer listens, the transport (if any) reported SMETHODS DONE and a twin is up. */
   private checkReady(): void {
-    const anyUp = this.balancer?.stats().backends.some((b) => b.up) ?? false;
+    const anyUp = this.balancer?.stats().twins.some((b) => b.up) ?? false;
     const transportOk = !this.transport || this.transport.status().state === 'running';
     if (!this.readySent && anyUp && transportOk) {
       this.readySent = true;
@@ -457,7 +457,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   status(): BridgeStatus {
     const stats = this.balancer?.stats() ?? null;
-    const byName = new Map(stats?.backends.map((b) => [b.name, b]));
+    const byName = new Map(stats?.twins.map((b) => [b.name, b]));
     const now = Date.now();
     const transport = this.transport?.status() ?? null;
     return {
@@ -473,8 +473,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           uptimeMs: s.startedAt && s.pid ? now - s.startedAt : null,
           sessions: b?.current ?? 0,
           sessionsTotal: b?.total ?? 0,
-          bytesIn: b?.bytesToBackend ?? 0,
-          bytesOut: b?.bytesFromBackend ?? 0,
+          bytesIn: b?.bytesToTwin ?? 0,
+          bytesOut: b?.bytesFromTwin ?? 0,
           balancerUp: b?.up ?? false,
           cpuShare: this.cpu.share(s.pid, s.startedAt, now),
         };
