@@ -1,4 +1,4 @@
-// The native engine (native/engine.c): one worker thread that accepts, runs both SAFE_COOKIE
+// The native engine (src/balancer/native/): one worker thread that accepts, runs both SAFE_COOKIE
 // handshakes and relays with splice(2). This file is the one place that initialises it and routes
 // its events (a twin marked down, a command done, debug lines) to native-balancer.ts.
 import { addonLoadError, loadAddon, packageRoot } from './addon.js';
