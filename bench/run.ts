@@ -28,7 +28,7 @@ const cfg = {
   idleSessions: Number(f['idle-sessions'] ?? 5000),
 };
 const only = new Set((f.only ?? 'bulk,rate,idle').split(','));
-const proxyNames = (f.proxies ?? 'haproxy,bridgectl,bridgectl-js,node-pipe').split(',');
+const proxyNames = (f.proxies ?? 'haproxy,bridgectl,node-pipe').split(',');
 const perf = f.perf === 'true';
 
 if (process.env.BRIDGECTL_IN_NETNS !== '1') {
@@ -136,10 +136,9 @@ async function startProxy(name: string, opts: { perfMap?: boolean } = {}): Promi
         'frontend f', `\tbind ${listen}`, '\tdefault_backend b', 'backend b', `\tserver s1 ${backend}`, ''].join('\n'),
     );
     proc = start('haproxy', ['-db', '-f', cfgFile]);
-  } else if (name === 'bridgectl' || name === 'bridgectl-js') {
+  } else if (name === 'bridgectl') {
     cookieFile = staticCookie;
-    proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn'],
-      { BRIDGECTL_ENGINE: name === 'bridgectl-js' ? 'js' : 'native' });
+    proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn']);
   } else if (name === 'node-pipe') {
     proc = start(process.execPath, [...nodeFlags, join(here, 'pipe-proxy.js'), '--listen', listen, '--backend', backend]);
   } else throw new Error(`unknown proxy ${name}`);

@@ -117,7 +117,7 @@ async function holdThrough(sourceRange: string | undefined): Promise<{ ok: numbe
   const staticCookie = randomBytes(32);
   const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, sourceRange, logger: testLogger, maxSessions: SESSIONS + 100 });
   const front = await b.start();
-  b.addBackend({ name: 'twin1', address: `${extor.host}:${extor.port}`, cookieFile });
+  b.addTwin({ name: 'twin1', address: `${extor.host}:${extor.port}`, cookieFile });
   await b.markUp('twin1');
   const client = execa(process.execPath, [CLIENT, `${front.host}:${front.port}`, staticCookie.toString('hex'), String(SESSIONS)], {
     stdin: 'pipe',
@@ -137,7 +137,7 @@ async function holdThrough(sourceRange: string | undefined): Promise<{ ok: numbe
     // Every held session is open end to end right now.
     const st = b.stats();
     const atTor = establishedAt(extor.host, extor.port);
-    return { ...report, current: st.backends[0]!.current, atTor, localErrors: st.sessions.localErrors };
+    return { ...report, current: st.twins[0]!.current, atTor, localErrors: st.sessions.localErrors };
   } finally {
     client.stdin!.end();
     await client;

@@ -21,8 +21,7 @@
 // Knobs: FUZZ_SEED (reproduce a run), FUZZ_CASES (default 100,000), FUZZ_CONCURRENCY (default 200),
 // FUZZ_BALANCER_CLI (another build of the CLI, to check that the test catches injected bugs),
 // FUZZ_LOG_LEVEL / FUZZ_LOG_FILE (the balancer's log level, and a file to keep its log in),
-// FUZZ_KEEP (keep the temporary directory, with the tor twin's logs). The balancer process inherits
-// the environment: BRIDGECTL_ENGINE=js fuzzes the JS fallback instead of the native engine.
+// FUZZ_KEEP (keep the temporary directory, with the tor twin's logs).
 // Runs inside scripts/netns.sh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

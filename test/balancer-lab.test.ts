@@ -6,7 +6,6 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { writeFile, mkdir, rm } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,7 +13,7 @@ import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
 import { dialExtOr, readCookieFile, writeCookieFile, createCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extor-cookie/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
-import { tmp, testLogger, waitFor } from './helpers.js';
+import { CLI, tmp, testLogger, waitFor } from './helpers.js';
 
 const OKAY = Buffer.from([0x10, 0x00, 0x00, 0x00]);
 
@@ -185,7 +184,7 @@ async function transportSession(n: number, cookie = staticCookie): Promise<net.S
 test('through the balancer: tor\'s OKAY from every twin, in round-robin order', async () => {
   balancer = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger });
   front = await balancer.start();
-  for (const t of twins) balancer.addBackend({ name: t.name, address: `${t.host}:${t.port}`, cookieFile: t.cookieFile });
+  for (const t of twins) balancer.addTwin({ name: t.name, address: `${t.host}:${t.port}`, cookieFile: t.cookieFile });
   for (const t of twins) await balancer.markUp(t.name);
   const order: string[] = [];
   for (let n = 0; n < 6; n++) {
@@ -202,7 +201,7 @@ test('through the balancer: tor\'s OKAY from every twin, in round-robin order', 
   }
   assert.deepEqual(order, ['twin1', 'twin2', 'twin3', 'twin1', 'twin2', 'twin3']);
   const st = balancer.stats();
-  assert.deepEqual(st.backends.map((b) => [b.name, b.current, b.total]), [
+  assert.deepEqual(st.twins.map((b) => [b.name, b.current, b.total]), [
     ['twin1', 2, 2],
     ['twin2', 2, 2],
     ['twin3', 2, 2],
@@ -212,13 +211,13 @@ test('through the balancer: tor\'s OKAY from every twin, in round-robin order', 
 
 test('bytes flow both ways: a TLS handshake with tor\'s ORPort logic through the balancer', async () => {
   const s = await transportSession(100);
-  const before = balancer.stats().backends.reduce((a, b) => a + b.bytesFromBackend, 0);
+  const before = balancer.stats().twins.reduce((a, b) => a + b.bytesFromTwin, 0);
   const cert = await new Promise<tls.PeerCertificate>((resolve, reject) => {
     const c = tls.connect({ socket: s, rejectUnauthorized: false }, () => resolve(c.getPeerCertificate()));
     c.on('error', reject);
   });
   assert.ok(cert.subject, 'tor presented its link certificate');
-  assert.ok(balancer.stats().backends.reduce((a, b) => a + b.bytesFromBackend, 0) > before);
+  assert.ok(balancer.stats().twins.reduce((a, b) => a + b.bytesFromTwin, 0) > before);
 });
 
 test('a wrong static cookie gets 00 and a closed socket; other sessions carry on', async () => {
@@ -260,7 +259,7 @@ test('stopping a twin causes no failed session; markUp brings it back with its n
   const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => transportSession(200 + i)));
   assert.deepEqual(results.filter((r) => r.status === 'rejected'), []);
   let st = balancer.stats();
-  const b2 = st.backends.find((b) => b.name === 'twin2')!;
+  const b2 = st.twins.find((b) => b.name === 'twin2')!;
   assert.equal(b2.up, false);
   assert.ok(b2.connectFailures >= 1);
   assert.ok(st.sessions.replays >= 1);
@@ -271,28 +270,28 @@ test('stopping a twin causes no failed session; markUp brings it back with its n
   const newCookie = await readCookieFile(t2.cookieFile);
   assert.notDeepEqual(newCookie, oldCookie);
   await balancer.markUp('twin2');
-  const total2 = balancer.stats().backends.find((b) => b.name === 'twin2')!.total;
+  const total2 = balancer.stats().twins.find((b) => b.name === 'twin2')!.total;
   for (let i = 0; i < 3; i++) await transportSession(300 + i);
   st = balancer.stats();
-  assert.equal(st.backends.find((b) => b.name === 'twin2')!.total, total2 + 1);
-  assert.equal(st.backends.find((b) => b.name === 'twin2')!.authFailures, 0);
+  assert.equal(st.twins.find((b) => b.name === 'twin2')!.total, total2 + 1);
+  assert.equal(st.twins.find((b) => b.name === 'twin2')!.authFailures, 0);
 });
 
 test('a twin that fails authentication is marked down and the session replayed', async () => {
   // A backend entry for twin3's port with a cookie file that is not twin3's.
   const fake = join(dir, 'wrong_cookie');
   await writeCookieFile(fake, randomBytes(32));
-  balancer.addBackend({ name: 'stale', address: `${twins[2]!.host}:${twins[2]!.port}`, cookieFile: fake });
+  balancer.addTwin({ name: 'stale', address: `${twins[2]!.host}:${twins[2]!.port}`, cookieFile: fake });
   await balancer.markUp('stale');
   const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => transportSession(400 + i)));
   assert.deepEqual(results.filter((r) => r.status === 'rejected'), []);
-  const stale = balancer.stats().backends.find((b) => b.name === 'stale')!;
+  const stale = balancer.stats().twins.find((b) => b.name === 'stale')!;
   assert.equal(stale.up, false);
   // 8 sessions at once over 4 backends: round-robin can hand 'stale' a second session before the
   // first one's failure comes back, so 1 or 2 failures are both right; each was replayed (above).
   assert.ok(stale.authFailures >= 1 && stale.authFailures <= 2, `auth failures: ${stale.authFailures}`);
   assert.equal(stale.total, 0);
-  await balancer.removeBackend('stale', { drainMs: 0 });
+  await balancer.removeTwin('stale', { drainMs: 0 });
 });
 
 test('when either side closes, the other is closed at once', async () => {
@@ -307,7 +306,7 @@ test('when either side closes, the other is closed at once', async () => {
 
   // And the other way: killing a twin ends the transport sessions on it, and only those.
   const t3 = twins[2]!;
-  const onT3 = balancer.stats().backends.find((b) => b.name === 'twin3')!.current;
+  const onT3 = balancer.stats().twins.find((b) => b.name === 'twin3')!.current;
   assert.ok(onT3 > 0);
   const closedBefore = closedCount;
   t3.child.kill('SIGKILL');
@@ -315,7 +314,7 @@ test('when either side closes, the other is closed at once', async () => {
   await waitFor('sessions on twin3 closed', () => closedCount === closedBefore + onT3, 5000, 20);
   await sleep(200);
   assert.equal(closedCount, closedBefore + onT3);
-  assert.equal(balancer.stats().backends.find((b) => b.name === 'twin3')!.current, 0);
+  assert.equal(balancer.stats().twins.find((b) => b.name === 'twin3')!.current, 0);
 });
 
 /** Pids whose command line contains `needle`. */
@@ -333,12 +332,13 @@ function pidsOf(needle: string): number[] {
 }
 
 test('extor-static-cookie as tor\'s managed transport: static cookie in, tor\'s OKAY out; exits with tor', async () => {
-  const pt = fileURLToPath(new URL('./fixtures/extor-static-cookie-main.js', import.meta.url));
   const staticFile = join(dir, 'static_cookie');
+  // The process to find by its command line: the CLI given this cookie file.
+  const pt = staticFile;
   const cookie = await createCookieFile(staticFile);
   const port = await freePort();
   const t = await startTwin(5, [
-    `ServerTransportPlugin extor_static_cookie exec ${process.execPath} ${pt} ${staticFile}`,
+    `ServerTransportPlugin extor_static_cookie exec ${process.execPath} ${CLI} extor-static-cookie ${staticFile}`,
     `ServerTransportListenAddr extor_static_cookie 127.0.0.1:${port}`,
   ]);
   twins.push(t);

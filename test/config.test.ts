@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigText, ConfigError, configPath, instanceNames } from '../src/config/index.js';
+import { parseConfigText, ConfigError, configPath, instanceNames, BALANCER_DEFAULTS } from '../src/config/index.js';
 import { cli, tmp } from './helpers.js';
 
 const GOOD = `nickname: mybridge
@@ -30,6 +30,17 @@ test('a good config parses with defaults', () => {
   assert.equal(c.balancer.sourceRange, '127.0.2.0/24');
   assert.equal(c.torrc, 'MaxMemInQueues 2 GB\n');
   assert.deepEqual(instanceNames(c), ['mybridge1', 'mybridge2', 'mybridge3', 'mybridge4']);
+});
+
+test('balancer.twinTimeoutMs: default from the one defaults module; backendTimeoutMs is its old name', () => {
+  assert.equal(parseConfigText(GOOD, 'x.yaml').balancer.twinTimeoutMs, BALANCER_DEFAULTS.twinTimeoutMs);
+  assert.equal(parseConfigText(GOOD, 'x.yaml').balancer.maxSessions, 250_000);
+  assert.equal(parseConfigText(`${GOOD}balancer:\n  twinTimeoutMs: 700\n`, 'x.yaml').balancer.twinTimeoutMs, 700);
+  const old = parseConfigText(`${GOOD}balancer:\n  backendTimeoutMs: 800\n`, 'x.yaml').balancer;
+  assert.equal(old.twinTimeoutMs, 800);
+  assert.equal('backendTimeoutMs' in old, false, 'one name once parsed');
+  const both = problems(`${GOOD}balancer:\n  twinTimeoutMs: 700\n  backendTimeoutMs: 800\n`);
+  assert.ok(both.some((x) => x.key === 'balancer.backendTimeoutMs' && x.line === 9 && /old name of twinTimeoutMs/.test(x.message)), JSON.stringify(both));
 });
 
 test('a typo in a key names file, line, key and suggests the right one', () => {

@@ -184,7 +184,7 @@ test('a family whose TYPE differs between twins keeps the first; excluded names 
 // --- the endpoint with a fake bridge and fake twins (no tor) ---
 
 function fakeStatus(): BridgeStatus {
-  const backend = (name: string, n: number) => ({
+  const twin = (name: string, n: number) => ({
     name,
     address: `127.0.4.${n}:10100`,
     up: n === 1,
@@ -192,8 +192,8 @@ function fakeStatus(): BridgeStatus {
     downReason: null,
     current: n,
     total: 10 * n,
-    bytesToBackend: 1000 * n,
-    bytesFromBackend: 2000 * n,
+    bytesToTwin: 1000 * n,
+    bytesFromTwin: 2000 * n,
     authFailures: n - 1,
     connectFailures: 3 * n,
   });
@@ -230,7 +230,6 @@ function fakeStatus(): BridgeStatus {
     balancer: {
       listen: { host: '127.0.0.1', port: 10000 },
       bindAddressNoPort: true,
-      engine: 'native',
       splice: true,
       sourceRange: '127.0.2.0/24',
       sessions: {
@@ -242,11 +241,11 @@ function fakeStatus(): BridgeStatus {
         handshakeTimeouts: 0,
         idleTimeouts: 4,
         rejectedOverCap: 0,
-        noBackend: 5,
+        noTwin: 5,
         replays: 6,
         localErrors: 0,
       },
-      backends: [backend('fake1', 1), backend('fake2', 2)],
+      twins: [twin('fake1', 1), twin('fake2', 2)],
     },
     restart: null,
     onionKeys: null,

@@ -1,23 +1,23 @@
 // The balancer on the native engine (native/engine.c): sessions never enter JS. This side keeps the
-// names, reads cookie files, resolves host names, turns engine events into logs and onBackendDown,
-// and assembles stats from the engine's counters. Same contract as the JS balancer (balancer.ts).
+// names, reads cookie files, resolves host names, turns engine events into logs and onTwinDown,
+// and assembles stats from the engine's counters. The contract is in types.ts.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { BALANCER_DEFAULTS } from '../config/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { formatEndpoint, parseEndpoint, parseSourceRange } from './address.js';
-import type { Balancer, BalancerOptions, BalancerStats } from './balancer.js';
-import { errnoError } from './source-bind.js';
-import { BACKEND_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
-import { emptyBackendStats, type BackendSpec, type BackendStats } from './pool.js';
-import type { ListenerStats } from './session.js';
+import type { Balancer, BalancerOptions, BalancerStats, ListenerStats, TwinSpec, TwinStats } from './types.js';
+import { errnoError } from './addon.js';
+import { createDrainer } from './drain.js';
+import { TWIN_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
 
-const MAX_BACKENDS = 256;
-const PER_BACKEND = 3 + BACKEND_COUNTERS.length;
+const MAX_TWINS = 256;
+const PER_TWIN = 3 + TWIN_COUNTERS.length;
 
 interface Entry {
   idx: number;
-  spec: BackendSpec;
-  /** Settles once the engine has the backend's address (host names are resolved first). */
+  spec: TwinSpec;
+  /** Settles once the engine has the twin's address (host names are resolved first). */
   ready: Promise<void>;
 }
 
@@ -29,23 +29,32 @@ async function numeric(host: string): Promise<string> {
   return isIP(host) ? host : (await lookup(host)).address;
 }
 
-export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defaults: { listen: string; sourceRange: string }): Balancer {
+/** A twin's stats before anything happened: down until marked up, counters zero. */
+function emptyTwinStats(spec: TwinSpec): TwinStats {
+  const s = { name: spec.name, address: spec.address, up: false, draining: false, downReason: 'not marked up yet' } as TwinStats;
+  for (const k of TWIN_COUNTERS) s[k] = 0;
+  return s;
+}
+
+export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Balancer {
+  const D = BALANCER_DEFAULTS;
   const logger = opts.logger;
-  const listen = parseEndpoint(opts.listen ?? defaults.listen, 'balancer listen address', true);
-  const range = parseSourceRange(opts.sourceRange ?? defaults.sourceRange);
+  const listen = parseEndpoint(opts.listen ?? D.listen, 'balancer listen address', true);
+  const range = parseSourceRange(opts.sourceRange ?? D.sourceRange);
   if (opts.staticCookie.length !== 32) throw new Error(`the static cookie is 32 bytes, got ${opts.staticCookie.length}`);
   const noPort = opts.bindAddressNoPort ?? true;
   const h = e.engineCreate(opts.staticCookie, {
     srcFirst: ipv4ToInt(range.at(0)),
     srcSize: range.size,
     noPort: noPort ? 1 : 0,
-    handshakeMs: opts.handshakeTimeoutMs ?? 30_000,
-    backendMs: opts.backendTimeoutMs ?? 10_000,
-    idleMs: opts.idleTimeoutMs ?? 600_000,
-    maxSessions: opts.maxSessions ?? 16_384,
+    handshakeMs: opts.handshakeTimeoutMs ?? D.handshakeTimeoutMs,
+    backendMs: opts.twinTimeoutMs ?? D.twinTimeoutMs,
+    idleMs: opts.idleTimeoutMs ?? D.idleTimeoutMs,
+    maxSessions: opts.maxSessions ?? D.maxSessions,
     debug: logger.isLevelEnabled('debug') ? 1 : 0,
   });
-  const backends = new Map<string, Entry>();
+  const twins = new Map<string, Entry>();
+  const drainer = createDrainer();
   const byIdx = new Map<number, Entry>();
   let bound: { host: string; port: number } | null = null;
   let stopped = false;
@@ -54,8 +63,8 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
     down(idx, reason) {
       const b = byIdx.get(idx);
       if (!b) return;
-      logger.warn({ backend: b.spec.name, reason }, 'twin marked down; its sessions go to the others');
-      opts.onBackendDown?.(b.spec.name, reason);
+      logger.warn({ twin: b.spec.name, reason }, 'twin marked down; its sessions go to the others');
+      opts.onTwinDown?.(b.spec.name, reason);
     },
     debug(message) {
       logger.debug(message);
@@ -63,15 +72,18 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
   });
 
   const entry = (name: string): Entry => {
-    const b = backends.get(name);
-    if (!b) throw new Error(`no backend ${name}`);
+    const b = twins.get(name);
+    if (!b) throw new Error(`no twin ${name}`);
     return b;
   };
 
   const freeIdx = (): number => {
-    for (let i = 0; i < MAX_BACKENDS; i++) if (!byIdx.has(i)) return i;
-    throw new Error(`at most ${MAX_BACKENDS} backends per balancer`);
+    for (let i = 0; i < MAX_TWINS; i++) if (!byIdx.has(i)) return i;
+    throw new Error(`at most ${MAX_TWINS} twins per balancer`);
   };
+
+  /** Sessions open on the twin in slot idx now. */
+  const openOn = (idx: number): number => e.engineStats(h)[LISTENER_COUNTERS.length + idx * PER_TWIN + 3] ?? 0;
 
   return {
     async start() {
@@ -81,7 +93,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
       if (port < 0) throw errnoError(port, 'listen', formatEndpoint(listen));
       e.engineRef(true);
       bound = { host, port };
-      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: noPort, engine: 'native' }, 'balancer listening');
+      logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: noPort }, 'balancer listening');
       return bound;
     },
 
@@ -95,14 +107,14 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
       bound = null;
     },
 
-    addBackend(spec) {
-      if (!spec.name) throw new Error('a backend needs a name');
-      if (backends.has(spec.name)) throw new Error(`backend ${spec.name} already exists`);
-      const ep = parseEndpoint(spec.address, `backend ${spec.name} address`);
+    addTwin(spec) {
+      if (!spec.name) throw new Error('a twin needs a name');
+      if (twins.has(spec.name)) throw new Error(`twin ${spec.name} already exists`);
+      const ep = parseEndpoint(spec.address, `twin ${spec.name} address`);
       const idx = freeIdx();
       const set = (host: string): void => {
         const r = e.engineBackendSet(h, idx, host, ep.port);
-        if (r < 0) throw errnoError(r, 'backend', spec.address);
+        if (r < 0) throw errnoError(r, 'twin', spec.address);
       };
       let ready: Promise<void>;
       if (isIP(ep.host)) {
@@ -110,68 +122,71 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
         ready = Promise.resolve();
       } else {
         ready = numeric(ep.host).then(set);
-        ready.catch((err: Error) => logger.warn({ backend: spec.name, err: err.message }, 'cannot resolve the twin address'));
+        ready.catch((err: Error) => logger.warn({ twin: spec.name, err: err.message }, 'cannot resolve the twin address'));
       }
       const b: Entry = { idx, spec, ready };
-      backends.set(spec.name, b);
+      twins.set(spec.name, b);
       byIdx.set(idx, b);
-      logger.info({ backend: spec.name, address: spec.address }, 'twin added (down until marked up)');
+      logger.info({ twin: spec.name, address: spec.address }, 'twin added (down until marked up)');
     },
 
-    async removeBackend(name, o = {}) {
-      const b = backends.get(name);
+    async removeTwin(name, o = {}) {
+      const b = twins.get(name);
       if (!b) return;
       e.engineBackendDrain(h, b.idx, true);
-      const current = (): number => e.engineStats(h)[LISTENER_COUNTERS.length + b.idx * PER_BACKEND + 3] ?? 0;
-      const deadline = Date.now() + (o.drainMs ?? 30_000);
-      while (current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await drainer.until(() => openOn(b.idx), o.drainMs ?? D.drainMs);
       await b.ready.catch(() => undefined);
       const c = completion();
       e.engineBackendRemove(h, b.idx, c.token);
       await c.promise;
-      backends.delete(name);
+      twins.delete(name);
       byIdx.delete(b.idx);
-      logger.info({ backend: name }, 'twin removed');
+      logger.info({ twin: name }, 'twin removed');
+    },
+
+    drain(name, timeoutMs) {
+      const b = twins.get(name);
+      return b ? drainer.until(() => (twins.get(name) === b ? openOn(b.idx) : 0), timeoutMs) : Promise.resolve(0);
     },
 
     async markUp(name) {
       const b = entry(name);
       await b.ready;
       const cookie = await readCookieFile(b.spec.cookieFile);
-      if (backends.get(name) !== b) throw new Error(`no backend ${name}`);
+      if (twins.get(name) !== b) throw new Error(`no twin ${name}`);
       e.engineBackendUp(h, b.idx, cookie);
-      logger.info({ backend: name }, 'twin marked up');
+      logger.info({ twin: name }, 'twin marked up');
     },
 
     markDown(name, reason) {
-      const b = backends.get(name);
+      const b = twins.get(name);
       if (!b) return;
-      if (e.engineBackendDown(h, b.idx, reason)) logger.info({ backend: name, reason }, 'twin marked down');
+      if (e.engineBackendDown(h, b.idx, reason)) logger.info({ twin: name, reason }, 'twin marked down');
     },
 
     setLimits(l) {
-      e.engineLimits(h, l.handshakeTimeoutMs ?? -1, l.backendTimeoutMs ?? -1, l.idleTimeoutMs ?? -1, l.maxSessions ?? -1);
+      e.engineLimits(h, l.handshakeTimeoutMs ?? -1, l.twinTimeoutMs ?? -1, l.idleTimeoutMs ?? -1, l.maxSessions ?? -1);
     },
 
     stats(): BalancerStats {
       const a = e.engineStats(h);
       const sessions = {} as ListenerStats;
       LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
-      const list: BackendStats[] = [];
-      for (const b of backends.values()) {
-        const off = LISTENER_COUNTERS.length + b.idx * PER_BACKEND;
+      const list: TwinStats[] = [];
+      for (const b of twins.values()) {
+        const off = LISTENER_COUNTERS.length + b.idx * PER_TWIN;
         const used = (a[off] ?? 0) !== 0;
         const up = used && (a[off + 1] ?? 0) !== 0;
-        const s: BackendStats = {
-          ...emptyBackendStats(b.spec),
+        const s: TwinStats = {
+          ...emptyTwinStats(b.spec),
           up,
           draining: used && (a[off + 2] ?? 0) !== 0,
           downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
         };
-        BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
+        TWIN_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
         list.push(s);
       }
-      return { listen: bound, bindAddressNoPort: noPort, engine: 'native', splice: true, sourceRange: range.cidr, sessions, backends: list };
+      return { listen: bound, bindAddressNoPort: noPort, splice: true, sourceRange: range.cidr, sessions, twins: list };
     },
   };
 }

@@ -1,8 +1,7 @@
-// The native engine (native/engine.c, in the same addon as IP_BIND_ADDRESS_NO_PORT): one worker
-// thread that accepts, runs both SAFE_COOKIE handshakes and relays with splice(2). This file is the
-// one place that initialises it and routes its events: relay closes to splice.ts, balancer events
-// (a twin marked down, a command done, debug lines) to native-balancer.ts.
-import { loadAddon } from './source-bind.js';
+// The native engine (src/balancer/native/): one worker thread that accepts, runs both SAFE_COOKIE
+// handshakes and relays with splice(2). This file is the one place that initialises it and routes
+// its events (a twin marked down, a command done, debug lines) to native-balancer.ts.
+import { addonLoadError, loadAddon, packageRoot } from './addon.js';
 
 export interface EngineAddon {
   engineInit(onEvent: (kind: number, a: number, b: unknown, c: unknown, d: unknown) => void, pipeSize: number): number;
@@ -18,13 +17,9 @@ export interface EngineAddon {
   engineBackendReason(h: number, idx: number): string;
   engineStats(h: number): Float64Array;
   engineRef(on: boolean): void;
-  relayAdd(fdA: number, fdB: number, idleMs: number, firstAtoB?: Buffer, firstBtoA?: Buffer): number;
-  relayClose(id: number): void;
-  relayBytes(id: number): [number, number] | undefined;
-  relayStats(): { sessions: number; pipes: number; pooledPipes: number };
 }
 
-/** Listener counters in engineStats order (then, per backend slot: used, up, draining, BACKEND_COUNTERS). */
+/** Listener counters in engineStats order (then, per twin slot: used, up, draining, TWIN_COUNTERS). */
 export const LISTENER_COUNTERS = [
   'accepted',
   'current',
@@ -34,11 +29,11 @@ export const LISTENER_COUNTERS = [
   'handshakeTimeouts',
   'idleTimeouts',
   'rejectedOverCap',
-  'noBackend',
+  'noTwin',
   'replays',
   'localErrors',
 ] as const;
-export const BACKEND_COUNTERS = ['current', 'total', 'bytesToBackend', 'bytesFromBackend', 'authFailures', 'connectFailures'] as const;
+export const TWIN_COUNTERS = ['current', 'total', 'bytesToTwin', 'bytesFromTwin', 'authFailures', 'connectFailures'] as const;
 
 export interface BalancerEvents {
   down(idx: number, reason: string, authFailed: boolean): void;
@@ -50,21 +45,12 @@ const DEFAULT_PIPE_SIZE = 256 * 1024;
 
 let engine: EngineAddon | null | undefined;
 let unavailable = '';
-const relayHandlers = new Map<number, (reason: string, aToB: number, bToA: number) => void>();
 const balancerHandlers = new Map<number, BalancerEvents>();
 const done = new Map<number, () => void>();
 let nextToken = 1;
 
 function onEvent(kind: number, a: number, b: unknown, c: unknown, d: unknown): void {
   switch (kind) {
-    case 1: {
-      const h = relayHandlers.get(a);
-      if (!h) return;
-      relayHandlers.delete(a);
-      if (relayHandlers.size === 0) engine?.engineRef(false);
-      h(b as string, c as number, d as number);
-      return;
-    }
     case 2:
       balancerHandlers.get(a)?.down(b as number, c as string, d as boolean);
       return;
@@ -80,12 +66,12 @@ function onEvent(kind: number, a: number, b: unknown, c: unknown, d: unknown): v
   }
 }
 
-/** The engine, initialised, or null when the addon is not built here (reason: engineUnavailableReason()). */
+/** The engine, initialised, or null when the addon is not built here (why: engineMissingMessage()). */
 export function nativeEngine(): EngineAddon | null {
   if (engine !== undefined) return engine;
-  const addon = loadAddon() as unknown as Partial<EngineAddon> | null;
+  const addon = loadAddon() as Partial<EngineAddon> | null;
   if (!addon || typeof addon.engineInit !== 'function') {
-    unavailable = addon ? 'the native addon predates the engine (rebuild it: npm install)' : 'the native addon is not loaded';
+    unavailable = addon ? 'the addon predates the engine' : addonLoadError();
     return (engine = null);
   }
   try {
@@ -99,18 +85,20 @@ export function nativeEngine(): EngineAddon | null {
   return engine;
 }
 
-export function engineUnavailableReason(): string {
-  return unavailable;
+/**
+ * Null when the engine is there; else the one line that says why not and how to build it (true for
+ * a checkout and for an installed package alike: both build the addon from binding.gyp).
+ */
+export function engineMissingMessage(): string | null {
+  if (nativeEngine()) return null;
+  return `the native engine is not built (${unavailable}): run npm rebuild in ${packageRoot() ?? "bridgectl's directory"}`;
 }
 
-/** Routes a relayAdd session's close report; keeps Node alive until it comes. */
-export function onRelayClose(id: number, h: (reason: string, aToB: number, bToA: number) => void): void {
-  if (relayHandlers.size === 0) engine?.engineRef(true);
-  relayHandlers.set(id, h);
-}
-
-export function hasRelayHandler(id: number): boolean {
-  return relayHandlers.has(id);
+/** The engine; throws the one-line engineMissingMessage() when it is not built. */
+export function requireNativeEngine(): EngineAddon {
+  const e = nativeEngine();
+  if (!e) throw new Error(engineMissingMessage()!);
+  return e;
 }
 
 export function onBalancerEvents(handle: number, h: BalancerEvents | null): void {

@@ -12,7 +12,7 @@ import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './inst
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
 import { restartCommand } from './restart.js';
-import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
+import { balancerCommand, extorStaticCookieCommand } from './balancer.js';
 import { UsageError } from './args.js';
 
 const USAGE = `usage: bridgectl <command> [options]

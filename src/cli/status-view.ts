@@ -33,18 +33,18 @@ export function table(rows: string[][], right: Set<number> = new Set()): string 
 export function balancerLine(s: BridgeStatus): string | null {
   const b = s.balancer;
   if (!b) return null;
-  const taking = b.backends.filter((x) => x.up).length;
+  const taking = b.twins.filter((x) => x.up).length;
   const l = b.listen ? `${b.listen.host}:${b.listen.port}` : 'not listening';
   const x = b.sessions;
   const failed = [
-    x.noBackend && `${x.noBackend.toLocaleString('en-US')} with no twin`,
+    x.noTwin && `${x.noTwin.toLocaleString('en-US')} with no twin`,
     x.authFailures && `${x.authFailures.toLocaleString('en-US')} bad cookie`,
     x.protocolErrors && `${x.protocolErrors.toLocaleString('en-US')} malformed`,
     x.handshakeTimeouts && `${x.handshakeTimeouts.toLocaleString('en-US')} timed out`,
     x.rejectedOverCap && `${x.rejectedOverCap.toLocaleString('en-US')} over the session cap`,
   ].filter(Boolean);
   return (
-    `balancer on ${l}: ${taking} of ${plural(b.backends.length, 'twin')} taking sessions; ` +
+    `balancer on ${l}: ${taking} of ${plural(b.twins.length, 'twin')} taking sessions; ` +
     `${plural(x.current, 'session')} open, ${x.accepted.toLocaleString('en-US')} accepted, ` +
     (failed.length ? `failed: ${failed.join(', ')}` : 'none failed')
   );

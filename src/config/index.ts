@@ -1,4 +1,5 @@
 // Public face of the config module: the YAML file, validated, with errors naming file:line and key.
+export { BALANCER_DEFAULTS } from './defaults.js';
 export { configSchema, type Config, type BalancerConfig, type TransportConfig } from './schema.js';
 export {
   loadConfig,

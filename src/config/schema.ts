@@ -2,26 +2,38 @@
 import { z } from 'zod';
 import { hostPort, ipv4Range } from './address.js';
 import { bandwidthProblem, refusedTorrcLines } from './bandwidth.js';
+import { BALANCER_DEFAULTS } from './defaults.js';
 
 const cidr = ipv4Range;
 
 export const balancerSchema = z
   .object({
-    listen: hostPort.default('127.0.0.1:10000'),
+    listen: hostPort.default(BALANCER_DEFAULTS.listen),
     cookieFile: z.string().min(1).optional(),
-    sourceRange: cidr.default('127.0.2.0/24'),
+    sourceRange: cidr.default(BALANCER_DEFAULTS.sourceRange),
     /** The transport's part of the handshake plus finding a twin, at most. */
-    handshakeTimeoutMs: z.number().int().positive().default(30_000),
+    handshakeTimeoutMs: z.number().int().positive().default(BALANCER_DEFAULTS.handshakeTimeoutMs),
     /** One twin's part (connect, auth, OKAY), at most; then that twin is marked down. */
-    backendTimeoutMs: z.number().int().positive().default(10_000),
+    twinTimeoutMs: z.number().int().positive().optional(),
+    /** The old name of twinTimeoutMs, still accepted. */
+    backendTimeoutMs: z.number().int().positive().optional(),
     /** A session with no byte either way for this long is closed (0: never). */
-    idleTimeoutMs: z.number().int().min(0).default(600_000),
+    idleTimeoutMs: z.number().int().min(0).default(BALANCER_DEFAULTS.idleTimeoutMs),
     /** Sessions open at once, at most (each holds two descriptors in bridgectl). */
-    maxSessions: z.number().int().positive().default(250_000),
+    maxSessions: z.number().int().positive().default(BALANCER_DEFAULTS.maxSessions),
     /** How often a twin the balancer marked down is probed again while its tor runs. */
-    healthCheckMs: z.number().int().positive().default(5_000),
+    healthCheckMs: z.number().int().positive().default(BALANCER_DEFAULTS.healthCheckMs),
   })
-  .strict();
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.twinTimeoutMs !== undefined && b.backendTimeoutMs !== undefined && b.twinTimeoutMs !== b.backendTimeoutMs) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['backendTimeoutMs'], message: 'is the old name of twinTimeoutMs: give one of the two' });
+    }
+  })
+  .transform(({ backendTimeoutMs, twinTimeoutMs, ...rest }) => ({
+    ...rest,
+    twinTimeoutMs: twinTimeoutMs ?? backendTimeoutMs ?? BALANCER_DEFAULTS.twinTimeoutMs,
+  }));
 
 export const transportSchema = z
   .object({

@@ -4,7 +4,7 @@
 // them, which Prometheus handles as a counter reset).
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { BridgeView } from './view.js';
-import type { BackendStats, ListenerStats } from '../balancer/index.js';
+import type { TwinStats, ListenerStats } from '../balancer/index.js';
 import { conntrack, cpuSecondsOf, ephemeralPorts, fdUsage } from './host.js';
 
 const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
@@ -19,13 +19,13 @@ const LISTENER_COUNTERS: Array<[keyof ListenerStats, string, string]> = [
   ['handshakeTimeouts', 'handshake_timeouts_total', 'Sessions closed because the handshake took too long'],
   ['idleTimeouts', 'idle_timeouts_total', 'Sessions closed because no byte went either way for idleTimeoutMs'],
   ['rejectedOverCap', 'rejected_over_cap_total', 'Connections dropped at once because maxSessions were open'],
-  ['noBackend', 'no_backend_total', 'Sessions dropped because no twin was up (or every up twin failed them)'],
+  ['noTwin', 'no_backend_total', 'Sessions dropped because no twin was up (or every up twin failed them)'],
   ['replays', 'replays_total', 'Times a session was replayed on another twin after one failed'],
-  ['localErrors', 'local_errors_total', 'Backend connections that failed for a local reason (no source port, no fds)'],
+  ['localErrors', 'local_errors_total', 'Twin connections that failed for a local reason (no source port, no fds)'],
 ];
 
-/** Per-twin counters of the balancer. */
-const BACKEND_COUNTERS: Array<[keyof BackendStats, string, string]> = [
+/** Per-twin counters of the balancer (metric names keep the older word, backend: a metrics contract). */
+const TWIN_COUNTERS: Array<[keyof TwinStats, string, string]> = [
   ['total', 'sessions_total', "Sessions the twin took (reached its OKAY/DENY)"],
   ['authFailures', 'auth_failures_total', 'Handshakes the twin failed (it refused our cookie or proved another one)'],
   ['connectFailures', 'connect_failures_total', "Connections to the twin refused, reset, timed out or closed before its OKAY"],
@@ -108,19 +108,19 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
   });
 
   // --- the balancer, per twin ---
-  const backends = (st: BridgeView): BackendStats[] => st.balancer?.backends ?? [];
+  const twins = (st: BridgeView): TwinStats[] => st.balancer?.twins ?? [];
   gauge('bridgectl_balancer_backend_up', '1 when the balancer sends new sessions to the twin', [label], (g, st) => {
-    for (const b of backends(st)) g.set({ [label]: b.name }, b.up ? 1 : 0);
+    for (const b of twins(st)) g.set({ [label]: b.name }, b.up ? 1 : 0);
   });
   gauge('bridgectl_balancer_backend_draining', '1 while the twin is being removed (no new sessions)', [label], (g, st) => {
-    for (const b of backends(st)) g.set({ [label]: b.name }, b.draining ? 1 : 0);
+    for (const b of twins(st)) g.set({ [label]: b.name }, b.draining ? 1 : 0);
   });
   gauge('bridgectl_balancer_backend_sessions', 'Sessions relayed to the twin right now', [label], (g, st) => {
-    for (const b of backends(st)) g.set({ [label]: b.name }, b.current);
+    for (const b of twins(st)) g.set({ [label]: b.name }, b.current);
   });
-  for (const [field, suffix, help] of BACKEND_COUNTERS) {
+  for (const [field, suffix, help] of TWIN_COUNTERS) {
     counter(`bridgectl_balancer_backend_${suffix}`, help, [label], (c, st) => {
-      for (const b of backends(st)) c.inc({ [label]: b.name }, b[field] as number);
+      for (const b of twins(st)) c.inc({ [label]: b.name }, b[field] as number);
     });
   }
   counter(
@@ -128,9 +128,9 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
     'Bytes relayed after the handshake: direction="to_twin" (from the transport) or "from_twin"',
     [label, 'direction'],
     (c, st) => {
-      for (const b of backends(st)) {
-        c.inc({ [label]: b.name, direction: 'to_twin' }, b.bytesToBackend);
-        c.inc({ [label]: b.name, direction: 'from_twin' }, b.bytesFromBackend);
+      for (const b of twins(st)) {
+        c.inc({ [label]: b.name, direction: 'to_twin' }, b.bytesToTwin);
+        c.inc({ [label]: b.name, direction: 'from_twin' }, b.bytesFromTwin);
       }
     },
   );
@@ -140,7 +140,7 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
   gauge('bridgectl_balancer_sessions', 'Sessions open now (in handshake or relaying)', [], (g, st) => {
     if (st.balancer) g.set(st.balancer.sessions.current);
   });
-  gauge('bridgectl_balancer_bind_address_no_port', '1 when backend connections use IP_BIND_ADDRESS_NO_PORT', [], (g, st) => {
+  gauge('bridgectl_balancer_bind_address_no_port', '1 when connections to the twins use IP_BIND_ADDRESS_NO_PORT', [], (g, st) => {
     if (st.balancer) g.set(st.balancer.bindAddressNoPort ? 1 : 0);
   });
   gauge('bridgectl_balancer_splice', '1 when established sessions are relayed in the kernel (splice)', [], (g, st) => {

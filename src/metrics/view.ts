@@ -1,6 +1,6 @@
 // What the metrics read from the bridge at each scrape. The metrics module does not know who
 // composes it: the bridge hands over a function returning this shape (its status fits it).
-import type { BackendStats, ListenerStats } from '../balancer/index.js';
+import type { TwinStats, ListenerStats } from '../balancer/index.js';
 
 export interface TwinView {
   name: string;
@@ -21,7 +21,7 @@ export interface BridgeView {
     bindAddressNoPort: boolean;
     splice?: boolean;
     sessions: ListenerStats;
-    backends: BackendStats[];
+    twins: TwinStats[];
   } | null;
   transport: { name: string; state: string; restarts: number; pid?: number | null } | null;
   /** The rolling restart under way (current: the twin out now), or the last one. */

@@ -118,7 +118,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       sourceRange: c.balancer.sourceRange,
       logger: this.logger.child({ component: 'balancer' }),
       handshakeTimeoutMs: c.balancer.handshakeTimeoutMs,
-      backendTimeoutMs: c.balancer.backendTimeoutMs,
+      twinTimeoutMs: c.balancer.twinTimeoutMs,
       idleTimeoutMs: c.balancer.idleTimeoutMs,
       maxSessions: c.balancer.maxSessions,
     });
@@ -145,7 +145,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       try {
         balancer.markDown(s.name, `tor ${reason}`);
       } catch {
-        /* a removed instance is no longer a backend */
+        /* a removed instance is no longer a twin of the balancer */
       }
     });
     await this.rotation.resume();
@@ -154,7 +154,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.fingerprint = await readFile(join(identityDir(c), 'keys', 'secret_id_key')).then(rsaFingerprint, () => null);
     await this.twins.start();
     for (const s of this.twins.status()) {
-      balancer.addBackend({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
+      balancer.addTwin({ name: s.name, address: s.extOrPort, cookieFile: s.extOrPortCookie });
     }
     // Health check: a twin the balancer marked down (it refused, or failed auth) is tried again
     // while its tor is running and bootstrapped.
@@ -224,7 +224,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         this.twins.updateConfig(this.cfg);
         throw e;
       });
-      this.balancer?.addBackend({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
+      this.balancer?.addTwin({ name: st.name, address: st.extOrPort, cookieFile: st.extOrPortCookie });
       await this.redivide();
       this.logger.info({ instance: st.name }, 'instance added');
       return st;
@@ -253,7 +253,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       try {
         const left = await drainTwin(this.balancer, target, drainMs, 'being removed');
         if (left > 0) this.logger.warn({ instance: target, sessions: left, drainMs }, 'sessions still open after the drain period; removing anyway');
-        await this.balancer?.removeBackend(target, { drainMs: 0 });
+        await this.balancer?.removeTwin(target, { drainMs: 0 });
       } finally {
         this.held.delete(target);
       }
@@ -299,7 +299,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         const told = await this.twins.reloadTorrcs();
         changes.push(`torrc re-read by ${told.join(', ') || 'no running instance'}`);
       }
-      const limits = ['handshakeTimeoutMs', 'backendTimeoutMs', 'idleTimeoutMs', 'maxSessions'] as const;
+      const limits = ['handshakeTimeoutMs', 'twinTimeoutMs', 'idleTimeoutMs', 'maxSessions'] as const;
       if (limits.some((k) => prev.balancer[k] !== next.balancer[k])) {
         this.balancer?.setLimits(Object.fromEntries(limits.map((k) => [k, next.balancer[k]])));
         changes.push('balancer limits');
@@ -361,7 +361,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   private async healthCheck(): Promise<void> {
     const b = this.balancer;
     if (!b) return;
-    const down = new Set(b.stats().backends.filter((x) => !x.up && !x.draining).map((x) => x.name));
+    const down = new Set(b.stats().twins.filter((x) => !x.up && !x.draining).map((x) => x.name));
     for (const s of this.twins.status()) {
       if (s.state === 'running' && down.has(s.name) && !this.held.has(s.name)) {
         await b.markUp(s.name).catch((e: Error) => this.logger.debug({ instance: s.name, err: e.message }, 'twin still not usable'));
@@ -371,7 +371,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   /** Ready once the balancer listens, the transport (if any) reported SMETHODS DONE and a twin is up. */
   private checkReady(): void {
-    const anyUp = this.balancer?.stats().backends.some((b) => b.up) ?? false;
+    const anyUp = this.balancer?.stats().twins.some((b) => b.up) ?? false;
     const transportOk = !this.transport || this.transport.status().state === 'running';
     if (!this.readySent && anyUp && transportOk) {
       this.readySent = true;
@@ -384,7 +384,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   status(): BridgeStatus {
     const stats = this.balancer?.stats() ?? null;
-    const byName = new Map(stats?.backends.map((b) => [b.name, b]));
+    const byName = new Map(stats?.twins.map((b) => [b.name, b]));
     const now = Date.now();
     const transport = this.transport?.status() ?? null;
     return {
@@ -402,8 +402,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           uptimeMs: s.startedAt && s.pid ? now - s.startedAt : null,
           sessions: b?.current ?? 0,
           sessionsTotal: b?.total ?? 0,
-          bytesIn: b?.bytesToBackend ?? 0,
-          bytesOut: b?.bytesFromBackend ?? 0,
+          bytesIn: b?.bytesToTwin ?? 0,
+          bytesOut: b?.bytesFromTwin ?? 0,
           balancerUp: b?.up ?? false,
           cpuShare: this.cpu.share(s.pid, s.startedAt, now),
         };

@@ -2,12 +2,14 @@
 import { access, constants, mkdir, writeFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { instanceLayout, type ResolvedConfig } from '../config/index.js';
+import { requireNativeEngine } from '../balancer/index.js';
 import { verifyConfig } from '../tor/index.js';
 import { renderInstanceTorrc } from './render.js';
 import { whichExecutable } from './transport.js';
 
 /** Throws an Error whose message is the one line an operator needs. */
 export async function preflight(c: ResolvedConfig): Promise<void> {
+  requireNativeEngine();
   const tor = await whichExecutable(c.torPath);
   if (!tor) throw new Error(`tor binary not found or not executable: ${c.torPath} (install the "tor" package, or set torPath)`);
   for (const d of [c.dataDir, join(c.dataDir, 'instances'), c.runtimeDir]) {

@@ -165,11 +165,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return done;
   }
 
-  /** Sends a signal (e.g. HUP to re-read torrc) to every running instance through its control port. */
-  async signalAll(signal: string): Promise<void> {
-    await Promise.all([...this.instances.values()].map((i) => i.control?.signal(signal).catch(() => undefined)));
-  }
-
   private async writeTorrc(inst: Instance): Promise<void> {
     await writeFile(inst.layout.torrcPath, renderInstanceTorrc(this.cfg, inst.layout), { mode: 0o600 });
     await chmod(inst.layout.torrcPath, 0o600);

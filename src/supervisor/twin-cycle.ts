@@ -28,7 +28,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** Sessions the balancer relays to `name` right now (0 when there is no balancer or no such twin). */
 function sessionsOf(b: Balancer | null, name: string): number {
-  return b?.stats().backends.find((x) => x.name === name)?.current ?? 0;
+  return b?.stats().twins.find((x) => x.name === name)?.current ?? 0;
 }
 
 /**
@@ -77,7 +77,7 @@ export async function cycleTwin(h: CycleHost, name: string, o: CycleOptions = {}
     // The bridge's 'bootstrapped' handler marks it up; wait for that before the caller goes on.
     const b = h.balancer();
     const upDeadline = Date.now() + 10_000;
-    while (b && !b.stats().backends.find((x) => x.name === name)?.up && Date.now() < upDeadline) await sleep(50);
+    while (b && !b.stats().twins.find((x) => x.name === name)?.up && Date.now() < upDeadline) await sleep(50);
     log.info({ reason }, 'twin restarted and serving again');
   } finally {
     h.held.delete(name);

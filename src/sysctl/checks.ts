@@ -305,3 +305,11 @@ export function checkTorVersion(version: string | null, error: string | null, to
   if (!v) return finding('tor.version', title, 'warn', `unrecognised version "${version}"`, expected, install);
   return finding('tor.version', title, compareVersions(v, min) >= 0 ? 'pass' : 'warn', `tor ${version}`, expected, install);
 }
+
+/** The native engine (the balancer's one data path) is built and loads; `problem` is why not (null: fine). */
+export function checkNativeEngine(problem: string | null): Finding {
+  const expected = 'the native addon built and loadable (it is the balancer: bridgectl does not start without it)';
+  if (problem === null) return finding('balancer.engine', 'native engine', 'pass', 'built and loaded', expected);
+  const fix = /: (run .*)$/.exec(problem)?.[1] ?? 'run npm rebuild in bridgectl\'s directory';
+  return finding('balancer.engine', 'native engine', 'fail', problem, expected, fix);
+}

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import type { ResolvedConfig } from '../config/index.js';
 import { IDENTITY_FILES, verifyIdentity, type KeyTarget, type VerifyResult } from '../keysync/index.js';
+import { engineMissingMessage } from '../balancer/index.js';
 import { torVersion } from '../tor/index.js';
 import { budget, type Budget } from './budget.js';
 import {
@@ -12,6 +13,7 @@ import {
   checkFileMax,
   checkFingerprint,
   checkKeyModes,
+  checkNativeEngine,
   checkListenPortsOutsideRange,
   checkNofileHard,
   checkNofileSoft,
@@ -103,6 +105,8 @@ export interface DoctorIo {
   verify(identityDir: string, instances: KeyTarget[]): Promise<VerifyResult>;
   torVersion(torPath: string): Promise<string>;
   uid(): number;
+  /** Why the native engine is not there, or null (default: engineMissingMessage). */
+  engineProblem?(): string | null;
 }
 
 export const defaultDoctorIo = (): DoctorIo => ({
@@ -138,6 +142,7 @@ export async function runDoctor(o: DoctorOptions, io: DoctorIo = defaultDoctorIo
     versionError = (e as Error).message;
   }
   checks.push(checkTorVersion(version, versionError, o.config.torPath));
+  checks.push(checkNativeEngine((io.engineProblem ?? engineMissingMessage)()));
 
   const counts = countByStatus(checks);
   return {

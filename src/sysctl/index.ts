@@ -37,6 +37,7 @@ export {
   checkKeyModes,
   checkFingerprint,
   checkTorVersion,
+  checkNativeEngine,
   MIN_TOR_VERSION,
   type ListenPort,
   type KeyPath,

@@ -1,19 +1,18 @@
-// Standalone commands on top of the balancer, for operators who run their tor instances themselves.
-// src/cli wires them in as `bridgectl balancer ...` and `bridgectl extor-static-cookie ...`.
+// Standalone commands on top of the balancer, for operators who run their tor instances themselves:
+// `bridgectl balancer ...` and `bridgectl extor-static-cookie ...`.
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
+import { BALANCER_DEFAULTS } from '../config/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
-import { createBalancer, DEFAULT_LISTEN, DEFAULT_SOURCE_RANGE, type Balancer } from './balancer.js';
-import { formatEndpoint } from './address.js';
-import { parsePtServerEnv } from './pt.js';
+import { createBalancer, engineMissingMessage, formatEndpoint, parsePtServerEnv, type Balancer } from '../balancer/index.js';
 
 export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend ADDR=COOKIEFILE [--backend ...]
                          [--listen ADDR] [--source-range CIDR] [--handshake-timeout MS] [--log-level LEVEL]
-  --listen ADDR          where the transport connects as to an Extended ORPort (default ${DEFAULT_LISTEN})
+  --listen ADDR          where the transport connects as to an Extended ORPort (default ${BALANCER_DEFAULTS.listen})
   --cookie FILE          the static cookie file the transport authenticates with
   --backend ADDR=FILE    a tor's ExtORPort and the cookie file it writes (repeat for each tor)
-  --source-range CIDR    source addresses for connections to the tors (default ${DEFAULT_SOURCE_RANGE})
-  --handshake-timeout MS the transport's handshake plus finding a tor, at most (default 30000)`;
+  --source-range CIDR    source addresses for connections to the tors (default ${BALANCER_DEFAULTS.sourceRange})
+  --handshake-timeout MS the transport's handshake plus finding a tor, at most (default ${BALANCER_DEFAULTS.handshakeTimeoutMs})`;
 
 export const EXTOR_STATIC_COOKIE_USAGE = `usage: bridgectl extor-static-cookie COOKIEFILE
   A managed server transport (pt-spec) for tor's ServerTransportPlugin, replacing the old
@@ -23,19 +22,19 @@ export const EXTOR_STATIC_COOKIE_USAGE = `usage: bridgectl extor-static-cookie C
          ServerTransportListenAddr extor_static_cookie 127.0.0.1:10001
          ExtORPort auto`;
 
-/** How often backends that are down are given another chance (their cookie file re-read). */
-const RECHECK_MS = 5000;
+/** How often twins that are down are given another chance (their cookie file re-read). */
+const RECHECK_MS = BALANCER_DEFAULTS.healthCheckMs;
 
 function stderrLogger(level: string): Logger {
   return pino({ level, base: null }, pino.destination({ fd: 2, sync: true }));
 }
 
-/** Keeps retrying markUp on down backends (standalone mode has no supervisor to say a tor is back). */
+/** Keeps retrying markUp on down twins (standalone mode has no supervisor to say a tor is back). */
 function recheckLoop(b: Balancer, logger: Logger): () => void {
   const t = setInterval(() => {
-    for (const s of b.stats().backends) {
+    for (const s of b.stats().twins) {
       if (s.up || s.draining) continue;
-      b.markUp(s.name).catch((e: Error) => logger.debug({ backend: s.name, err: e.message }, 'still down'));
+      b.markUp(s.name).catch((e: Error) => logger.debug({ twin: s.name, err: e.message }, 'still down'));
     }
   }, RECHECK_MS);
   t.unref();
@@ -93,24 +92,29 @@ export async function balancerCommand(argv: string[]): Promise<number> {
     process.stderr.write(`--handshake-timeout: expected milliseconds > 0, got ${hsTimeout}\n${BALANCER_USAGE}\n`);
     return 2;
   }
+  const missing = engineMissingMessage();
+  if (missing) {
+    process.stderr.write(`bridgectl: ${missing}\n`);
+    return 1;
+  }
   const logger = stderrLogger(values['log-level'] ?? 'info');
   let balancer: Balancer;
   try {
     const staticCookie = await readCookieFile(values.cookie);
-    balancer = createBalancer({ listen: values.listen ?? DEFAULT_LISTEN, staticCookie, sourceRange: values['source-range'], handshakeTimeoutMs, logger });
+    balancer = createBalancer({ listen: values.listen ?? BALANCER_DEFAULTS.listen, staticCookie, sourceRange: values['source-range'], handshakeTimeoutMs, logger });
     for (const spec of values.backend) {
       const eq = spec.lastIndexOf('=');
       if (eq <= 0) throw new Error(`--backend ${spec}: expected ADDR=COOKIEFILE`);
       const address = spec.slice(0, eq);
-      balancer.addBackend({ name: address, address, cookieFile: spec.slice(eq + 1) });
+      balancer.addTwin({ name: address, address, cookieFile: spec.slice(eq + 1) });
     }
     await balancer.start();
   } catch (e) {
     logger.error((e as Error).message);
     return 1;
   }
-  for (const s of balancer.stats().backends) {
-    await balancer.markUp(s.name).catch((e: Error) => logger.warn({ backend: s.name, err: e.message }, 'backend down for now'));
+  for (const s of balancer.stats().twins) {
+    await balancer.markUp(s.name).catch((e: Error) => logger.warn({ twin: s.name, err: e.message }, 'tor down for now'));
   }
   const stopRecheck = recheckLoop(balancer, logger);
   const why = await untilSignal();
@@ -150,7 +154,7 @@ export async function extorStaticCookieCommand(
   try {
     const staticCookie = await readCookieFile(argv[0]!);
     balancer = createBalancer({ listen: formatEndpoint(pt.ok.bindAddr), staticCookie, logger });
-    balancer.addBackend({ name: 'tor', address: formatEndpoint(pt.ok.extOrPort), cookieFile: pt.ok.authCookieFile });
+    balancer.addTwin({ name: 'tor', address: formatEndpoint(pt.ok.extOrPort), cookieFile: pt.ok.authCookieFile });
     await balancer.markUp('tor');
     const addr = await balancer.start();
     say(`SMETHOD ${PT_NAME} ${formatEndpoint(addr)}`);
