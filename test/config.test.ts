@@ -72,10 +72,11 @@ test('nicknames that would exceed 19 characters are refused', () => {
   assert.match(p[0]!.message, /19/);
 });
 
-test('config path: flag, then $BRIDGECTL_CONFIG, then ./bridgectl.yaml', () => {
+test('config path: flag, then $BRIDGECTL_CONFIG, then ./bridgectl.yaml, then /etc/bridgectl/bridgectl.yaml', () => {
   assert.equal(configPath('/a.yaml', { BRIDGECTL_CONFIG: '/b.yaml' }), '/a.yaml');
   assert.equal(configPath(undefined, { BRIDGECTL_CONFIG: '/b.yaml' }), '/b.yaml');
-  assert.equal(configPath(undefined, {}), join(process.cwd(), 'bridgectl.yaml'));
+  assert.equal(configPath(undefined, {}, () => true), join(process.cwd(), 'bridgectl.yaml'));
+  assert.equal(configPath(undefined, {}, () => false), '/etc/bridgectl/bridgectl.yaml');
 });
 
 test('the CLI exits non-zero with file:line and the key for typo, wrong type and bad YAML', async () => {

@@ -52,7 +52,8 @@ test('the unit has what a bridge service needs', async () => {
   assert.equal(one('Service.Type'), 'notify');
   assert.equal(one('Service.NotifyAccess'), 'main');
   assert.equal(one('Service.ExecStart'), '/usr/bin/bridgectl run --config /etc/bridgectl/bridgectl.yaml');
-  assert.equal(one('Service.ExecReload'), '/bin/kill -HUP $MAINPID');
+  assert.equal(one('Service.ExecReload'), '/usr/bin/bridgectl reload --config /etc/bridgectl/bridgectl.yaml');
+  assert.equal(one('Service.RestartPreventExitStatus'), '78');
   assert.equal(one('Service.LimitNOFILE'), String(UNIT_LIMIT_NOFILE)); // what doctor's fs.nr_open check assumes
   assert.equal(one('Service.LimitNOFILE'), '1048576');
   assert.equal(one('Service.User'), 'bridgectl');

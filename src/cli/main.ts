@@ -13,6 +13,7 @@ import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
 import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
 import { UsageError } from './args.js';
+import { printError } from '../log/index.js';
 
 const USAGE = `usage: bridgectl <command> [options]
 
@@ -40,7 +41,8 @@ commands:
                                   the balancer alone, in front of tor instances you run yourself
   extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
 
-The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml.`;
+The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml if it exists,
+else /etc/bridgectl/bridgectl.yaml.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -81,13 +83,13 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     if (e instanceof ConfigError) {
-      console.error(`bridgectl: configuration error\n${e.message}`);
+      printError(`bridgectl: configuration error\n${e.message}`);
       process.exitCode = 78; // EX_CONFIG
     } else if (e instanceof UsageError) {
       console.error(`bridgectl: ${e.message}`);
       process.exitCode = 2;
     } else {
-      console.error(`bridgectl: ${e instanceof Error ? e.message : String(e)}`);
+      printError(`bridgectl: ${e instanceof Error ? e.message : String(e)}`);
       process.exitCode = 1;
     }
   },

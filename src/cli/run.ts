@@ -4,6 +4,7 @@ import { loadConfig, setInstancesInFile, ConfigError, type ResolvedConfig } from
 import { verifyIdentity } from '../keysync/index.js';
 import { Bridge, preflight } from '../supervisor/index.js';
 import { parse, makeLogger } from './args.js';
+import { printError } from '../log/index.js';
 import { identityDir, instanceTargets } from './init.js';
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -78,7 +79,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM', 0));
     process.on('SIGINT', () => stop('SIGINT', 0));
     bridge.on('fatal', (msg) => {
-      console.error(`bridgectl: ${msg}`);
+      printError(`bridgectl: ${msg}`);
       stop(msg, 1);
     });
   });

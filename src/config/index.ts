@@ -5,6 +5,7 @@ export {
   parseConfigText,
   resolveConfig,
   configPath,
+  SYSTEM_CONFIG,
   ConfigError,
   type ConfigProblem,
   type LoadedConfig,

@@ -1,5 +1,5 @@
 // Loading the YAML config with errors that name the file, the line and the key.
-import { readFileSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, isAbsolute, join } from 'node:path';
 import { parseDocument, LineCounter, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { z } from 'zod';
@@ -31,9 +31,17 @@ export type ResolvedConfig = Omit<Config, 'transport'> & {
   transport?: NonNullable<Config['transport']> & { stateDir: string };
 };
 
-/** `--config FILE`, else `$BRIDGECTL_CONFIG`, else `./bridgectl.yaml`. */
-export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return resolve(flag ?? env.BRIDGECTL_CONFIG ?? 'bridgectl.yaml');
+/** The system-wide config, the one the packaged unit runs with. */
+export const SYSTEM_CONFIG = '/etc/bridgectl/bridgectl.yaml';
+
+/**
+ * `--config FILE`, else `$BRIDGECTL_CONFIG`, else `./bridgectl.yaml` if it exists, else
+ * /etc/bridgectl/bridgectl.yaml (what the packaged unit uses).
+ */
+export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): string {
+  if (flag ?? env.BRIDGECTL_CONFIG) return resolve((flag ?? env.BRIDGECTL_CONFIG)!);
+  const local = resolve('bridgectl.yaml');
+  return exists(local) ? local : SYSTEM_CONFIG;
 }
 
 function editDistance(a: string, b: string): number {
