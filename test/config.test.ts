@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigText, ConfigError, configPath, instanceNames } from '../src/config/index.js';
+import { parseConfigText, ConfigError, configPath, instanceNames, loadConfig, saveInstanceCount, effectiveInstances } from '../src/config/index.js';
 import { cli, tmp } from './helpers.js';
 
 const GOOD = `nickname: mybridge
@@ -95,4 +95,20 @@ test('the CLI exits non-zero with file:line and the key for typo, wrong type and
   }
   const viaEnv = await cli(['keys', 'verify'], { env: { BRIDGECTL_CONFIG: join(d, 'bad.yaml') } });
   assert.match(viaEnv.all ?? '', /bad\.yaml:\d+/);
+});
+
+test('a run-time instance count in <dataDir>/instance-count.json overrides `instances` until the config changes it', async () => {
+  const d = await tmp('count');
+  const file = join(d, 'b.yaml');
+  await writeFile(file, `nickname: cnt\ninstances: 2\ndataDir: ${d}/data\n`);
+  await mkdir(join(d, 'data'));
+  assert.equal(loadConfig(file).config.instances, 2);
+  assert.equal(loadConfig(file).config.instancesOverride, undefined);
+  await saveInstanceCount(join(d, 'data'), 3, 2);
+  const c = loadConfig(file).config;
+  assert.equal(c.instances, 3);
+  assert.deepEqual(c.instancesOverride, { file: join(d, 'data', 'instance-count.json'), configInstances: 2 });
+  await writeFile(file, `nickname: cnt\ninstances: 5\ndataDir: ${d}/data\n`);
+  assert.equal(loadConfig(file).config.instances, 5, 'the operator edited instances: the config wins');
+  assert.equal(effectiveInstances(2, null), 2);
 });

@@ -60,6 +60,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' }, json: { type: 'boolean', default: false } });
   const { config } = loadConfig(values.config);
   const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus;
-  console.log(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  const o = config.instancesOverride;
+  if (values.json) console.log(JSON.stringify({ ...s, instancesOverride: o ?? null }, null, 2));
+  else console.log(formatStatus(s) + (o ? `\ninstances: ${config.instances}, changed at run time (${o.file}); the config file says ${o.configInstances}` : ''));
   return 0;
 }

@@ -13,3 +13,4 @@ export {
 } from './load.js';
 export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
 export { setInstancesInFile } from './edit.js';
+export { saveInstanceCount, clearInstanceCount, readInstanceCount, effectiveInstances, instanceCountFile, type InstanceCount } from './instance-count.js';

@@ -4,6 +4,7 @@ import { dirname, resolve, isAbsolute, join } from 'node:path';
 import { parseDocument, LineCounter, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { readInstanceCount, effectiveInstances, instanceCountFile } from './instance-count.js';
 
 export interface ConfigProblem {
   file: string;
@@ -27,6 +28,8 @@ export interface LoadedConfig {
 /** The config with defaults applied and paths made absolute. */
 export type ResolvedConfig = Omit<Config, 'transport'> & {
   runtimeDir: string;
+  /** Set when `instances` comes from <dataDir>/instance-count.json (a run-time change), not the file. */
+  instancesOverride?: { file: string; configInstances: number };
   balancer: Config['balancer'] & { cookieFile: string };
   transport?: NonNullable<Config['transport']> & { stateDir: string };
 };
@@ -180,5 +183,11 @@ export function loadConfig(flag?: string): LoadedConfig {
       { file, line: 0, key: '', message: err.code === 'ENOENT' ? 'config file not found' : `cannot read: ${err.message}` },
     ]);
   }
-  return { file, config: resolveConfig(parseConfigText(text, file), file) };
+  const config = resolveConfig(parseConfigText(text, file), file);
+  const saved = readInstanceCount(config.dataDir);
+  const n = effectiveInstances(config.instances, saved);
+  if (saved && n !== config.instances) {
+    return { file, config: { ...config, instances: n, instancesOverride: { file: instanceCountFile(config.dataDir), configInstances: config.instances } } };
+  }
+  return { file, config };
 }
