@@ -197,3 +197,15 @@ test('install.sh into DESTDIR installs the files and keeps an existing config', 
   assert.match(again.stdout, /unchanged \/etc\/systemd\/system\/bridgectl\.service/);
   assert.equal(await readFile(join(dest, 'etc/bridgectl/bridgectl.yaml'), 'utf8'), 'nickname: Mine\n');
 });
+
+test('install.sh refuses to link /usr/bin/bridgectl into /tmp (the unit has PrivateTmp=yes); no sudo in its next steps', async () => {
+  const dest = await tmp('install-tmp');
+  const r = await execa('bash', [join(REPO, 'deploy/install.sh')], { reject: false, all: true, env: { DESTDIR: dest, BRIDGECTL_BIN: '/tmp/checkout/dist/src/cli/main.js' } });
+  assert.equal(r.exitCode, 1, r.all);
+  assert.match(r.all!, /refusing to link \/usr\/bin\/bridgectl to \/tmp\/checkout.*PrivateTmp/);
+  await assert.rejects(lstat(join(dest, 'usr/bin/bridgectl')));
+  const ok = await execa('bash', [join(REPO, 'deploy/install.sh')], { reject: false, all: true, env: { DESTDIR: await tmp('install-ok'), BRIDGECTL_BIN: '/opt/b/main.js' } });
+  assert.equal(ok.exitCode, 0, ok.all);
+  assert.doesNotMatch(ok.stdout, /\bsudo\b/);
+  assert.match(ok.stdout, /bridgectl init/);
+});

@@ -77,11 +77,11 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   let stopping = false;
   const done = new Promise<number>((resolve) => {
-    const stop = (why: string, code: number): void => {
+    const stop = (why: string, code: number, drain = false): void => {
       if (stopping) return;
       stopping = true;
       logger.info({ why }, 'stopping');
-      bridge.stop().then(
+      bridge.stop({ drain }).then(
         () => resolve(code),
         (e: Error) => {
           logger.error({ err: e.message }, 'error while stopping');
@@ -89,8 +89,8 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM', 0));
-    process.on('SIGINT', () => stop('SIGINT', 0));
+    process.on('SIGTERM', () => stop('SIGTERM', 0, true));
+    process.on('SIGINT', () => stop('SIGINT', 0, true));
     bridge.on('fatal', (msg) => {
       printError(`bridgectl: ${msg}`);
       stop(msg, 1);
