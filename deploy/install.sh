@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs bridgectl as a systemd service. Starts nothing: it creates the "bridgectl" system user,
+# The development install (operators: use the Debian package, `npm run package`, docs/package.md).
+# Installs bridgectl as a systemd service from this checkout. Starts nothing: it creates the "bridgectl" system user,
 # installs the unit, the sysctl.d and modules-load.d files and (if there is none yet) an example
 # config, then prints the next steps.
 #
-#   sudo deploy/install.sh            # onto this system
+#   deploy/install.sh                 # onto this system, as root
 #   DESTDIR=/tmp/img deploy/install.sh  # into a directory tree (no user created, no daemon-reload)
 #
 # The unit runs /usr/bin/bridgectl. If bridgectl is installed elsewhere (BRIDGECTL_BIN, `command -v
@@ -69,11 +70,17 @@ if [ ! -e "$DESTDIR/usr/bin/bridgectl" ] && [ ! -L "$DESTDIR/usr/bin/bridgectl" 
     install -d "$DESTDIR/usr/bin"
     ln -s "$bin" "$DESTDIR/usr/bin/bridgectl"
     say "linked /usr/bin/bridgectl -> $bin"
-    case "$bin" in /home/* | /root/* | /run/user/*)
-      say "warning: the unit has ProtectHome=yes and cannot run a program under $bin; install bridgectl system-wide (npm install -g)" ;;
+    case "$(readlink -f "$bin" 2>/dev/null || echo "$bin")" in
+      /tmp/* | /var/tmp/* | /dev/shm/*)
+        # The unit has PrivateTmp=yes: it would see an empty /tmp and fail with 203/EXEC.
+        rm -f "$DESTDIR/usr/bin/bridgectl"
+        say "install.sh: refusing to link /usr/bin/bridgectl to $bin: the unit (PrivateTmp=yes) cannot see /tmp; move the checkout (e.g. to /opt/bridgectl) or install the Debian package" >&2
+        exit 1 ;;
+      /home/* | /root/* | /run/user/*)
+        say "warning: the unit has ProtectHome=yes and cannot run a program under $bin; move the checkout (e.g. to /opt/bridgectl) or install the Debian package" ;;
     esac
   else
-    say "warning: no bridgectl found; install it (npm install -g bridgectl) so that /usr/bin/bridgectl exists"
+    say "warning: no bridgectl found; build this checkout (bash scripts/install-deps.sh) or install the Debian package"
   fi
 fi
 
@@ -86,7 +93,7 @@ cat <<'NEXT'
 Next steps (nothing has been started):
   1. edit /etc/bridgectl/bridgectl.yaml
   2. modprobe nf_conntrack && sysctl --system          # the kernel settings, now (they also apply at boot)
-  3. sudo -u bridgectl bridgectl init --config /etc/bridgectl/bridgectl.yaml
-  4. sudo -u bridgectl bridgectl doctor --config /etc/bridgectl/bridgectl.yaml
+  3. bridgectl init                                     # as root: the files go to the bridgectl user
+  4. bridgectl doctor
   5. systemctl enable --now bridgectl
 NEXT

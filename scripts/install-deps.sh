@@ -13,6 +13,10 @@ missing=()
 for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps promtool:prometheus tmux:tmux; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
+# The Debian package and its systemd-nspawn test (npm run package, test/package-systemd.test.ts).
+for cmd in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container lintian:lintian dpkg-shlibdeps:dpkg-dev nsenter:util-linux; do
+  command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
+done
 # Headers for the sd-notify binding (systemd readiness), built by npm ci.
 [ -e /usr/include/systemd/sd-daemon.h ] || missing+=(libsystemd-dev)
 if [ ${#missing[@]} -gt 0 ]; then

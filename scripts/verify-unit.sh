@@ -2,7 +2,7 @@
 # Checks a systemd unit (default deploy/bridgectl.service) with `systemd-analyze verify` and its
 # hardening with `systemd-analyze security --offline`. Works without systemd as PID 1 (CI
 # containers). verify insists that ExecStart's program exists, so the unit is checked as a copy in a
-# temporary directory, with ExecStart pointing at /bin/true when the unit's program is not
+# temporary directory, with ExecStart's program (also in ExecReload) replaced by /bin/true when the unit's program is not
 # installed. Fails on any message from verify, not only on its exit status (it exits 0 on unknown
 # keys), and when the exposure level is above MAX_EXPOSURE (tenths; 25 = 2.5 "OK").
 set -euo pipefail
@@ -20,7 +20,7 @@ exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit" | head -n1)
 if [ -n "$exe" ] && [ -x "$exe" ]; then
   cp "$unit" "$tmp/$name"
 else
-  sed 's#^ExecStart=[^ ]*#ExecStart=/bin/true#' "$unit" >"$tmp/$name"
+  sed "s#^\(Exec[A-Za-z]*=\)$exe#\1/bin/true#" "$unit" >"$tmp/$name"
 fi
 out=$(SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "$tmp/$name" 2>&1) || {
   echo "$unit: systemd-analyze verify failed:" >&2

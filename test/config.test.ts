@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigText, ConfigError, configPath, instanceNames, BALANCER_DEFAULTS } from '../src/config/index.js';
+import { parseConfigText, ConfigError, configPath, instanceNames, BALANCER_DEFAULTS, loadConfig, saveInstanceCount, effectiveInstances } from '../src/config/index.js';
 import { cli, tmp } from './helpers.js';
 
 const GOOD = `nickname: mybridge
@@ -83,10 +83,11 @@ test('nicknames that would exceed 19 characters are refused', () => {
   assert.match(p[0]!.message, /19/);
 });
 
-test('config path: flag, then $BRIDGECTL_CONFIG, then ./bridgectl.yaml', () => {
+test('config path: flag, then $BRIDGECTL_CONFIG, then ./bridgectl.yaml, then /etc/bridgectl/bridgectl.yaml', () => {
   assert.equal(configPath('/a.yaml', { BRIDGECTL_CONFIG: '/b.yaml' }), '/a.yaml');
   assert.equal(configPath(undefined, { BRIDGECTL_CONFIG: '/b.yaml' }), '/b.yaml');
-  assert.equal(configPath(undefined, {}), join(process.cwd(), 'bridgectl.yaml'));
+  assert.equal(configPath(undefined, {}, () => true), join(process.cwd(), 'bridgectl.yaml'));
+  assert.equal(configPath(undefined, {}, () => false), '/etc/bridgectl/bridgectl.yaml');
 });
 
 test('the CLI exits non-zero with file:line and the key for typo, wrong type and bad YAML', async () => {
@@ -105,4 +106,20 @@ test('the CLI exits non-zero with file:line and the key for typo, wrong type and
   }
   const viaEnv = await cli(['keys', 'verify'], { env: { BRIDGECTL_CONFIG: join(d, 'bad.yaml') } });
   assert.match(viaEnv.all ?? '', /bad\.yaml:\d+/);
+});
+
+test('a run-time instance count in <dataDir>/instance-count.json overrides `instances` until the config changes it', async () => {
+  const d = await tmp('count');
+  const file = join(d, 'b.yaml');
+  await writeFile(file, `nickname: cnt\ninstances: 2\ndataDir: ${d}/data\n`);
+  await mkdir(join(d, 'data'));
+  assert.equal(loadConfig(file).config.instances, 2);
+  assert.equal(loadConfig(file).config.instancesOverride, undefined);
+  await saveInstanceCount(join(d, 'data'), 3, 2);
+  const c = loadConfig(file).config;
+  assert.equal(c.instances, 3);
+  assert.deepEqual(c.instancesOverride, { file: join(d, 'data', 'instance-count.json'), configInstances: 2 });
+  await writeFile(file, `nickname: cnt\ninstances: 5\ndataDir: ${d}/data\n`);
+  assert.equal(loadConfig(file).config.instances, 5, 'the operator edited instances: the config wins');
+  assert.equal(effectiveInstances(2, null), 2);
 });

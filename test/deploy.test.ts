@@ -52,7 +52,8 @@ test('the unit has what a bridge service needs', async () => {
   assert.equal(one('Service.Type'), 'notify');
   assert.equal(one('Service.NotifyAccess'), 'main');
   assert.equal(one('Service.ExecStart'), '/usr/bin/bridgectl run --config /etc/bridgectl/bridgectl.yaml');
-  assert.equal(one('Service.ExecReload'), '/bin/kill -HUP $MAINPID');
+  assert.equal(one('Service.ExecReload'), '/usr/bin/bridgectl reload --config /etc/bridgectl/bridgectl.yaml');
+  assert.equal(one('Service.RestartPreventExitStatus'), '78');
   assert.equal(one('Service.LimitNOFILE'), String(UNIT_LIMIT_NOFILE)); // what doctor's fs.nr_open check assumes
   assert.equal(one('Service.LimitNOFILE'), '1048576');
   assert.equal(one('Service.User'), 'bridgectl');
@@ -195,4 +196,16 @@ test('install.sh into DESTDIR installs the files and keeps an existing config', 
   assert.match(again.stdout, /kept the existing/);
   assert.match(again.stdout, /unchanged \/etc\/systemd\/system\/bridgectl\.service/);
   assert.equal(await readFile(join(dest, 'etc/bridgectl/bridgectl.yaml'), 'utf8'), 'nickname: Mine\n');
+});
+
+test('install.sh refuses to link /usr/bin/bridgectl into /tmp (the unit has PrivateTmp=yes); no sudo in its next steps', async () => {
+  const dest = await tmp('install-tmp');
+  const r = await execa('bash', [join(REPO, 'deploy/install.sh')], { reject: false, all: true, env: { DESTDIR: dest, BRIDGECTL_BIN: '/tmp/checkout/dist/src/cli/main.js' } });
+  assert.equal(r.exitCode, 1, r.all);
+  assert.match(r.all!, /refusing to link \/usr\/bin\/bridgectl to \/tmp\/checkout.*PrivateTmp/);
+  await assert.rejects(lstat(join(dest, 'usr/bin/bridgectl')));
+  const ok = await execa('bash', [join(REPO, 'deploy/install.sh')], { reject: false, all: true, env: { DESTDIR: await tmp('install-ok'), BRIDGECTL_BIN: '/opt/b/main.js' } });
+  assert.equal(ok.exitCode, 0, ok.all);
+  assert.doesNotMatch(ok.stdout, /\bsudo\b/);
+  assert.match(ok.stdout, /bridgectl init/);
 });

@@ -1,5 +1,4 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import pino, { type Logger } from 'pino';
 
 export class UsageError extends Error {}
 
@@ -16,7 +15,5 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
-/** Structured logs (JSON lines on stdout: journald keeps them as they are). */
-export function makeLogger(level = 'info'): Logger {
-  return pino({ level, base: { pid: process.pid } });
-}
+/** Structured logs: journal priorities under systemd, text on a terminal, JSON lines otherwise. */
+export { makeLogger } from '../log/index.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { mkdir, chmod } from 'node:fs/promises';
+import { mkdir, chmod, lchown, readdir } from 'node:fs/promises';
 import { loadConfig, instanceLayout, identityDir, type ResolvedConfig } from '../config/index.js';
 import { initIdentity, type InitResult } from '../keysync/index.js';
 import { listFingerprint } from '../tor/index.js';
@@ -30,10 +30,34 @@ export async function initBridge(c: ResolvedConfig): Promise<InitResult & { cook
   return { ...r, cookieCreated };
 }
 
+/** Gives every file under `dir` to uid:gid (lchown: links are not followed). */
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await lchown(p, uid, gid);
+  }
+}
+
+/** The owner of dataDir when root runs init and dataDir belongs to someone else (the service user). */
+async function serviceOwner(c: ResolvedConfig): Promise<{ uid: number; gid: number } | null> {
+  if (process.getuid?.() !== 0) return null;
+  const st = await stat(c.dataDir).catch(() => null);
+  return st && st.uid !== 0 ? { uid: st.uid, gid: st.gid } : null;
+}
+
 export async function initCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' } });
   const { config, file } = loadConfig(values.config);
+  // Run as root on a dataDir that belongs to the service user (the package's /var/lib/bridgectl):
+  // what init makes is given to that user, or the service could not use it.
+  const owner = await serviceOwner(config);
   const r = await initBridge(config);
+  if (owner) {
+    await chownTree(config.dataDir, owner.uid, owner.gid);
+    r.actions.push(`gave everything under ${config.dataDir} to its owner (uid ${owner.uid}), the service's user`);
+  }
   console.log(`bridge ${config.nickname} (${file}): fingerprint ${r.fingerprint}`);
   for (const a of r.actions) console.log(`  ${a}`);
   if (!r.actions.length) console.log('  everything was already in place');

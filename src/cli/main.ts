@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // bridgectl's command line. Each command lives in its own file under src/cli/.
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config/index.js';
 import { initCommand } from './init.js';
 import { runCommand } from './run.js';
@@ -14,8 +15,9 @@ import { renderCommand } from './render.js';
 import { restartCommand } from './restart.js';
 import { balancerCommand, extorStaticCookieCommand } from './balancer.js';
 import { UsageError } from './args.js';
+import { printError } from '../log/index.js';
 
-const USAGE = `usage: bridgectl <command> [options]
+const USAGE = `usage: bridgectl <command> [options]      (bridgectl --version; bridgectl <command> --help)
 
 commands:
   init [--config FILE]            create keys, pins and the static cookie under dataDir (idempotent)
@@ -43,7 +45,8 @@ commands:
                                   the balancer alone, in front of tor instances you run yourself
   extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
 
-The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml.`;
+The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml if it exists,
+else /etc/bridgectl/bridgectl.yaml.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -65,16 +68,41 @@ const commands: Record<string, Command> = {
   'extor-static-cookie': extorStaticCookieCommand,
 };
 
+/** The usage lines of one command (its line and the indented lines that continue it). */
+function commandUsage(cmd: string): string {
+  const lines = USAGE.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i]!.startsWith(`  ${cmd} `) && lines[i] !== `  ${cmd}`) continue;
+    out.push(lines[i]!.slice(2));
+    while (lines[i + 1]?.startsWith('        ')) out.push(lines[++i]!.slice(2));
+  }
+  return `usage: bridgectl ${out.join('\n')}\n\nThe config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml if it exists, else /etc/bridgectl/bridgectl.yaml.`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
+  if (cmd === '--version' || cmd === '-V') {
+    console.log(`bridgectl ${version()}`);
+    return 0;
+  }
   const f = commands[cmd];
   if (!f) {
     console.error(`bridgectl: unknown command "${cmd}"\n\n${USAGE}`);
     return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(commandUsage(cmd));
+    return 0;
   }
   return f(rest);
 }
@@ -85,13 +113,13 @@ main(process.argv.slice(2)).then(
   },
   (e: unknown) => {
     if (e instanceof ConfigError) {
-      console.error(`bridgectl: configuration error\n${e.message}`);
+      printError(`bridgectl: configuration error\n${e.message}`);
       process.exitCode = 78; // EX_CONFIG
     } else if (e instanceof UsageError) {
       console.error(`bridgectl: ${e.message}`);
       process.exitCode = 2;
     } else {
-      console.error(`bridgectl: ${e instanceof Error ? e.message : String(e)}`);
+      printError(`bridgectl: ${e instanceof Error ? e.message : String(e)}`);
       process.exitCode = 1;
     }
   },

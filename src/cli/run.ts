@@ -1,9 +1,10 @@
 import { watch } from 'chokidar';
 import { readFile } from 'node:fs/promises';
-import { loadConfig, setInstancesInFile, ConfigError, type ResolvedConfig } from '../config/index.js';
+import { loadConfig, setInstancesInFile, saveInstanceCount, clearInstanceCount, parseConfigText, ConfigError, type ResolvedConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
 import { Bridge, preflight } from '../supervisor/index.js';
 import { parse, makeLogger } from './args.js';
+import { printError } from '../log/index.js';
 import { identityDir, instanceTargets } from './init.js';
 
 export async function runCommand(argv: string[]): Promise<number> {
@@ -18,8 +19,19 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   // Our own writes to the config file (add/remove-instance) must not count as an operator's edit.
   let ownText: string | null = null;
+  // The count goes into the config file when the service may write it, else into
+  // <dataDir>/instance-count.json, which overrides the file's `instances` (see src/config/instance-count.ts).
   const writeInstances = async (n: number): Promise<void> => {
-    ownText = await setInstancesInFile(file, n);
+    try {
+      ownText = await setInstancesInFile(file, n);
+      await clearInstanceCount(config.dataDir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw e;
+      const fileInstances = parseConfigText(await readFile(file, 'utf8'), file).instances;
+      const saved = await saveInstanceCount(config.dataDir, n, fileInstances);
+      logger.info({ instances: n, configInstances: fileInstances, file: saved }, `the config file is read-only to bridgectl; the instance count is kept in ${saved}`);
+    }
   };
 
   /** Re-reads the config file and applies it; a broken one is rejected and the running one kept. */
@@ -32,6 +44,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       logger.error({ why, problems: e instanceof ConfigError ? e.problems : undefined }, `new config rejected, keeping the running one:\n${msg}`);
       throw new Error(`new config rejected, keeping the running one:\n${msg}`);
     }
+    // A count saved at run time no longer applies once the operator changed `instances`.
+    if (!next.instancesOverride) await clearInstanceCount(config.dataDir).catch(() => undefined);
     try {
       return await bridge.reload(next);
     } catch (e) {
@@ -68,11 +82,11 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   let stopping = false;
   const done = new Promise<number>((resolve) => {
-    const stop = (why: string, code: number): void => {
+    const stop = (why: string, code: number, drain = false): void => {
       if (stopping) return;
       stopping = true;
       logger.info({ why }, 'stopping');
-      bridge.stop().then(
+      bridge.stop({ drain }).then(
         () => resolve(code),
         (e: Error) => {
           logger.error({ err: e.message }, 'error while stopping');
@@ -80,15 +94,18 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM', 0));
-    process.on('SIGINT', () => stop('SIGINT', 0));
+    process.on('SIGTERM', () => stop('SIGTERM', 0, true));
+    process.on('SIGINT', () => stop('SIGINT', 0, true));
     bridge.on('fatal', (msg) => {
-      console.error(`bridgectl: ${msg}`);
+      printError(`bridgectl: ${msg}`);
       stop(msg, 1);
     });
   });
   process.on('SIGHUP', () => reloadQuietly('SIGHUP'));
 
+  if (config.instancesOverride) {
+    logger.info({ file: config.instancesOverride.file, configInstances: config.instancesOverride.configInstances }, `running ${config.instances} instances, the count saved at run time (the config says ${config.instancesOverride.configInstances})`);
+  }
   logger.info({ config: file, instances: config.instances, fingerprint: keys.fingerprint }, 'starting bridge');
   try {
     await bridge.start();

@@ -41,7 +41,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const { config } = loadConfig(values.config);
   if (values.watch) return watch(config.runtimeDir, Number(values.interval) * 1000);
   const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus;
-  console.log(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  const o = config.instancesOverride;
+  if (values.json) console.log(JSON.stringify({ ...s, instancesOverride: o ?? null }, null, 2));
+  else console.log(formatStatus(s) + (o ? `\ninstances: ${config.instances}, changed at run time (${o.file}); the config file says ${o.configInstances}` : ''));
   return 0;
 }
 

@@ -6,6 +6,7 @@ export {
   parseConfigText,
   resolveConfig,
   configPath,
+  SYSTEM_CONFIG,
   ConfigError,
   type ConfigProblem,
   type LoadedConfig,
@@ -15,3 +16,4 @@ export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from 
 export { setInstancesInFile } from './edit.js';
 export { parseBandwidth, twinBandwidth, bandwidthProblem, refusedTorrcLines, REFUSED_TORRC_OPTIONS, MIN_TWIN_RATE } from './bandwidth.js';
 export { hostPortProblem, ipv4RangeProblem } from './address.js';
+export { saveInstanceCount, clearInstanceCount, readInstanceCount, effectiveInstances, instanceCountFile, type InstanceCount } from './instance-count.js';

@@ -1,9 +1,10 @@
 // Loading the YAML config with errors that name the file, the line and the key.
-import { readFileSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, isAbsolute, join } from 'node:path';
 import { parseDocument, LineCounter, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { readInstanceCount, effectiveInstances, instanceCountFile } from './instance-count.js';
 
 export interface ConfigProblem {
   file: string;
@@ -27,13 +28,23 @@ export interface LoadedConfig {
 /** The config with defaults applied and paths made absolute. */
 export type ResolvedConfig = Omit<Config, 'transport'> & {
   runtimeDir: string;
+  /** Set when `instances` comes from <dataDir>/instance-count.json (a run-time change), not the file. */
+  instancesOverride?: { file: string; configInstances: number };
   balancer: Config['balancer'] & { cookieFile: string };
   transport?: NonNullable<Config['transport']> & { stateDir: string };
 };
 
-/** `--config FILE`, else `$BRIDGECTL_CONFIG`, else `./bridgectl.yaml`. */
-export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
-  return resolve(flag ?? env.BRIDGECTL_CONFIG ?? 'bridgectl.yaml');
+/** The system-wide config, the one the packaged unit runs with. */
+export const SYSTEM_CONFIG = '/etc/bridgectl/bridgectl.yaml';
+
+/**
+ * `--config FILE`, else `$BRIDGECTL_CONFIG`, else `./bridgectl.yaml` if it exists, else
+ * /etc/bridgectl/bridgectl.yaml (what the packaged unit uses).
+ */
+export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): string {
+  if (flag ?? env.BRIDGECTL_CONFIG) return resolve((flag ?? env.BRIDGECTL_CONFIG)!);
+  const local = resolve('bridgectl.yaml');
+  return exists(local) ? local : SYSTEM_CONFIG;
 }
 
 function editDistance(a: string, b: string): number {
@@ -178,5 +189,11 @@ export function loadConfig(flag?: string): LoadedConfig {
       { file, line: 0, key: '', message: err.code === 'ENOENT' ? 'config file not found' : `cannot read: ${err.message}` },
     ]);
   }
-  return { file, config: resolveConfig(parseConfigText(text, file), file) };
+  const config = resolveConfig(parseConfigText(text, file), file);
+  const saved = readInstanceCount(config.dataDir);
+  const n = effectiveInstances(config.instances, saved);
+  if (saved && n !== config.instances) {
+    return { file, config: { ...config, instances: n, instancesOverride: { file: instanceCountFile(config.dataDir), configInstances: config.instances } } };
+  }
+  return { file, config };
 }

@@ -73,6 +73,8 @@ export const configSchema = z
     torPath: z.string().min(1).default('tor'),
     /** Where the supervisor's control socket lives (default `<dataDir>/run`). */
     runtimeDir: z.string().min(1).optional(),
+    /** On SIGTERM, how long open sessions may drain before the bridge stops (under the unit's TimeoutStopSec=60). */
+    stopDrainSeconds: z.number().min(0).max(45).default(10),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
     restart: z
       .object({

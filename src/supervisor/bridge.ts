@@ -415,11 +415,29 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     };
   }
 
-  async stop(): Promise<void> {
+  /**
+   * A stop that drains (SIGTERM): new sessions are refused at once, open ones get up to
+   * `stopDrainSeconds` to finish, then whatever is left is cut.
+   */
+  private async drain(): Promise<void> {
+    const b = this.balancer;
+    const ms = this.cfg.stopDrainSeconds * 1000;
+    if (!b || ms <= 0) return;
+    b.setLimits({ maxSessions: 0 });
+    const open = (): number => b.stats().sessions.current;
+    if (open() === 0) return;
+    this.logger.info({ sessions: open(), stopDrainSeconds: this.cfg.stopDrainSeconds }, 'stopping: no new sessions; draining the open ones');
+    const deadline = Date.now() + ms;
+    while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    if (open() > 0) this.logger.warn({ sessions: open() }, `cutting ${open()} sessions still open after ${this.cfg.stopDrainSeconds} s`);
+  }
+
+  async stop(o: { drain?: boolean } = {}): Promise<void> {
     // A fatal error can arrive while start() is still under way: let it finish first, so that
     // nothing it creates (the control socket, say) outlives the stop.
     await this.starting?.catch(() => undefined);
     this.notifier.stopping();
+    if (o.drain) await this.drain();
     if (this.statusTimer) clearInterval(this.statusTimer);
     this.notifier.close();
     if (this.health) clearInterval(this.health);

@@ -201,7 +201,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         bootstrap: 0,
         state: 'bootstrapping',
       });
-      log.info({ pid: child.pid }, 'tor started');
+      log.info({ torPid: child.pid }, 'tor started');
       let exited = false;
       void this.watchBootstrap(inst, child, () => exited, log);
       const exit = await child.exited;

@@ -6,6 +6,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ResolvedConfig } from '../config/index.js';
 import { spawnChild, type Child } from '../tor/index.js';
+import { childLineLevel } from '../log/index.js';
 import { backoffDelay, backoffSleep, nextFailures, type BackoffPolicy } from './backoff.js';
 import { parsePtLine, ptServerEnv } from './ptproto.js';
 
@@ -139,7 +140,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
         keepStdin: true,
         keepLines: 30,
         onLine: (line, stream) => {
-          if (stream === 'stderr') return log.warn({ stderr: line }, line);
+          if (stream === 'stderr') return log[childLineLevel(line)]({ stream: 'stderr' }, line);
           const m = parsePtLine(line);
           switch (m.kind) {
             case 'VERSION':
@@ -188,7 +189,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       });
       this.child = child;
       this.st.pid = child.pid > 0 ? child.pid : null;
-      log.info({ pid: child.pid, command: t.command }, 'transport started');
+      log.info({ transportPid: child.pid, command: t.command }, 'transport started');
       const exit = await child.exited;
       this.child = null;
       this.st.pid = null;
