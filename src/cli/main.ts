@@ -11,6 +11,7 @@ import { doctorCommand } from './doctor.js';
 import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './instances.js';
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
+import { migrateCommand } from './migrate.js';
 import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
 import { UsageError } from './args.js';
 
@@ -38,6 +39,8 @@ commands:
                                   print deployment files
   balancer --listen ADDR --cookie FILE --backend ADDR=COOKIEFILE [...]
                                   the balancer alone, in front of tor instances you run yourself
+  migrate [--apply] [--root DIR] [--config FILE] [--data-dir DIR]
+                                  move an existing bridge (tor@ instances + HAProxy, or one tor) onto bridgectl
   extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
 
 The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml.`;
@@ -59,6 +62,7 @@ const commands: Record<string, Command> = {
   render: renderCommand,
   balancer: balancerCommand,
   'extor-static-cookie': extorStaticCookieCommand,
+  migrate: migrateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
