@@ -137,7 +137,7 @@ test('recipe: the dry run shows and writes nothing; --apply keeps keys, nickname
   assert.match(r.stdout, /systemctl disable --now snowflake-server\.service haproxy\.service tor@snowflake1\.service tor@snowflake2\.service/);
   assert.match(r.stdout, /Roll back:/);
   assert.equal(await treeHash(root), src, 'the source is unchanged');
-  const c = parseYaml(await readFile(cfg, 'utf8')) as Record<string, any>;
+  const c = parseYaml(await readFile(cfg, 'utf8')) as Record<string, unknown>;
   assert.equal(c.nickname, 'flakey');
   assert.equal(c.instances, 2);
   assert.equal(c.contactInfo, 'ops@example.org');
@@ -191,7 +191,7 @@ test('single tor: ServerTransportPlugin, pt_state with obfs4_state.json, a nickn
   assert.match(r.stdout, /MetricsPort 127\.0\.0\.1:9035 \(set metrics\.listen/);
   assert.match(r.stdout, /systemctl disable --now tor\.service/);
   assert.equal(await treeHash(root), src);
-  const c = parseYaml(await readFile(cfg, 'utf8')) as Record<string, any>;
+  const c = parseYaml(await readFile(cfg, 'utf8')) as Record<string, unknown>;
   assert.equal(c.nickname, 'MyObfsBridge');
   assert.equal(c.instances, 1);
   assert.equal(c.orPort, '9001');
