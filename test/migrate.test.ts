@@ -3,7 +3,7 @@
 // with real clients is migrate-lab.test.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile, readFile, rm, cp, readdir, lstat, symlink, utimes } from 'node:fs/promises';
+import { mkdir, writeFile, readFile, rm, cp, readdir, lstat, symlink, utimes, chown } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
@@ -185,6 +185,9 @@ test('single tor: ServerTransportPlugin, pt_state with obfs4_state.json, a nickn
   await writeFile(join(td, 'pt_state/obfs4_state.json'), '{"node-id":"x","private-key":"y","public-key":"z","drbg-seed":"w","iat-mode":1}\n', { mode: 0o600 });
   const cfg = join(dir, 'single', 'bridgectl.yaml');
   const data = join(dir, 'single', 'bridgectl');
+  // The data directory exists already, owned by the service's user: what is written gets that owner.
+  await mkdir(data, { recursive: true, mode: 0o700 });
+  await chown(data, 65534, 65534);
   const src = await treeHash(root);
   const r = await cli(['migrate', '--root', root, '--config', cfg, '--data-dir', data, '--apply']);
   assert.equal(r.exitCode, 0, r.all);
@@ -198,6 +201,9 @@ test('single tor: ServerTransportPlugin, pt_state with obfs4_state.json, a nickn
   assert.equal(c.torrc, 'Nickname MyObfsBridge\nORPort [2001:db8::1]:9001\n');
   assert.deepEqual(c.transport, { name: 'obfs4', command: ['/usr/bin/obfs4proxy'], listen: '0.0.0.0:443', options: { 'iat-mode': '1' } });
   assert.deepEqual(await readFile(join(data, 'pt_state/obfs4_state.json')), await readFile(join(td, 'pt_state/obfs4_state.json')));
+  for (const p of ['pt_state/obfs4_state.json', 'identity/keys/secret_id_key', 'instances/MyObfsBridge1/keys/secret_id_key', 'instances/MyObfsBridge1/keys/secret_onion_key.old']) {
+    assert.equal((await lstat(join(data, p))).uid, 65534, `${p} belongs to the data directory's owner`);
+  }
 });
 
 /** Runs a failing migrate: one line on stderr matching `re`, exit 1, source and target as they were. */

@@ -1,6 +1,6 @@
 // Writing the plan (effects): checks the target first, writes only what is missing, and undoes
 // everything it made when any step fails. The source is only ever read.
-import { mkdir, readFile, writeFile, stat, rm, chmod } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, stat, rm, chmod, lchown, lstat, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   readKeySet,
@@ -124,6 +124,9 @@ export async function applyPlan(plan: Plan, configFile: string, init: (c: Resolv
   const t = await checkTarget(plan, configFile);
   const c = t.config;
   const j = new Journal();
+  // A data directory that exists already (the package made it for the bridgectl user) gives what is
+  // written into it its owner, so the service's tor can read its keys.
+  const owner = await stat(c.dataDir).catch(() => null);
   try {
     await j.mkdirp(c.dataDir);
     await j.mkdirp(join(c.dataDir, 'instances'));
@@ -157,6 +160,10 @@ export async function applyPlan(plan: Plan, configFile: string, init: (c: Resolv
     const v = await verifyIdentity(identityDir(c), plan.instances.map((_, k) => instanceLayout(c, k + 1)));
     if (!v.ok) throw new MigrateError(`keys verify failed after copying: ${v.problems.join('; ')}`);
     if (v.fingerprint !== plan.fingerprint) throw new MigrateError(`the target's fingerprint is ${v.fingerprint}, not ${plan.fingerprint}`);
+    if (owner && (owner.uid !== process.getuid?.() || owner.gid !== process.getgid?.())) {
+      for (const p of j.created.filter((x) => x.startsWith(`${c.dataDir}/`))) await chownTree(p, owner.uid, owner.gid);
+      for (const d of ['identity', 'instances']) await chownTree(join(c.dataDir, d), owner.uid, owner.gid);
+    }
     if (!t.configSame) await j.writeNew(configFile, plan.configText, 0o640);
   } catch (e) {
     await j.rollback();
@@ -164,4 +171,11 @@ export async function applyPlan(plan: Plan, configFile: string, init: (c: Resolv
     throw new MigrateError(`${msg.replace(/[. ]*Nothing was changed\.?$/, '')}${/rolled back/.test(msg) ? '' : '; what this run wrote was removed, the source was not touched'}`);
   }
   return { written: j.created };
+}
+
+async function chownTree(p: string, uid: number, gid: number): Promise<void> {
+  const s = await lstat(p).catch(() => null);
+  if (!s) return;
+  await lchown(p, uid, gid);
+  if (s.isDirectory()) for (const n of await readdir(p)) await chownTree(join(p, n), uid, gid);
 }
