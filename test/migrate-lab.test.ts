@@ -20,6 +20,8 @@ let dir: string;
 const children: Child[] = [];
 const clients: LabClient[] = [];
 let sup: ReturnType<typeof cliBackground> | null = null;
+/** Every supervisor started, so that one left by a failed test is stopped too. */
+const sups: Array<ReturnType<typeof cliBackground>> = [];
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const exists = async (p: string): Promise<boolean> => !!(await stat(p).catch(() => null));
@@ -32,8 +34,8 @@ before(async () => {
 
 after(async () => {
   await Promise.all(clients.map((c) => c.stop()));
-  sup?.kill('SIGTERM');
-  await sup;
+  for (const s of sups) s.kill('SIGTERM');
+  await Promise.all(sups);
   await Promise.all(children.map((c) => c.stop(5_000)));
   await lab?.stop();
   await rm(dir, { recursive: true, force: true });
@@ -78,7 +80,10 @@ async function stopOld(c: LabClient, old: Child[]): Promise<void> {
 
 /** bridgectl run on the migrated config; resolves to its status once every twin runs. */
 async function runBridgectl(cfg: string): Promise<BridgeStatus> {
+  sup?.kill('SIGTERM'); // left running by a failed test before
+  await sup;
   sup = cliBackground(['run', '--config', cfg]);
+  sups.push(sup);
   return waitFor('the migrated bridge to be ready', async () => {
     const r = await cli(['status', '--json', '--config', cfg]);
     const s = r.exitCode === 0 ? (JSON.parse(r.stdout) as BridgeStatus) : null;
