@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BALANCER_DEFAULTS } from '../config/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
-import { createBalancer, engineMissingMessage, formatEndpoint, parsePtServerEnv, type Balancer } from '../balancer/index.js';
+import { createBalancer, engineMissingMessage, formatEndpoint, parsePtServerSetup, type Balancer } from '../balancer/index.js';
 
 export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend ADDR=COOKIEFILE [--backend ...]
                          [--listen ADDR] [--source-range CIDR] [--handshake-timeout MS] [--log-level LEVEL]
@@ -17,7 +17,8 @@ export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend
 export const EXTOR_STATIC_COOKIE_USAGE = `usage: bridgectl extor-static-cookie COOKIEFILE
   A managed server transport (pt-spec) for tor's ServerTransportPlugin, replacing the old
   extor-static-cookie program: it listens as an Extended ORPort that authenticates with the static
-  cookie in COOKIEFILE and forwards to tor's own ExtORPort with tor's current cookie.
+  cookie in COOKIEFILE and forwards to tor's own ExtORPort with tor's current cookie. Like the Go
+  program it serves every transport name tor asks for (the recipe names it after its transport).
   torrc: ServerTransportPlugin extor_static_cookie exec /usr/bin/bridgectl extor-static-cookie COOKIEFILE
          ServerTransportListenAddr extor_static_cookie 127.0.0.1:10001
          ExtORPort auto`;
@@ -124,12 +125,15 @@ export async function balancerCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** The name `*` (any transport) is served under. */
 const PT_NAME = 'extor_static_cookie';
 
 /**
- * `bridgectl extor-static-cookie COOKIEFILE`: a managed server transport per pt-spec. Prints its
- * VERSION/SMETHOD lines on stdout for tor, logs on stderr, and runs until tor closes its stdin (with
- * TOR_PT_EXIT_ON_STDIN_CLOSE=1) or it gets SIGINT/SIGTERM.
+ * `bridgectl extor-static-cookie COOKIEFILE`: a managed server transport per pt-spec, serving every
+ * transport name in TOR_PT_SERVER_TRANSPORTS (the FOCI recipe names the shim after its transport:
+ * `ServerTransportPlugin snowflake exec extor-static-cookie FILE`), each on its own listener. Prints
+ * its VERSION/SMETHOD lines on stdout for tor, logs on stderr, and runs until tor closes its stdin
+ * (with TOR_PT_EXIT_ON_STDIN_CLOSE=1) or it gets SIGINT/SIGTERM.
  */
 export async function extorStaticCookieCommand(
   argv: string[],
@@ -143,28 +147,40 @@ export async function extorStaticCookieCommand(
     process.stderr.write(`${EXTOR_STATIC_COOKIE_USAGE}\n`);
     return argv[0] === '--help' || argv[0] === '-h' ? 0 : 2;
   }
-  const pt = parsePtServerEnv(env, PT_NAME);
+  const pt = parsePtServerSetup(env, PT_NAME);
   if ('lines' in pt) {
     pt.lines.forEach(say);
     return pt.code;
   }
   const logger = stderrLogger(env.BRIDGECTL_LOG_LEVEL ?? 'warn');
   say('VERSION 1');
-  let balancer: Balancer;
+  const balancers: Balancer[] = [];
+  const stops: Array<() => void> = [];
+  let staticCookie: Buffer;
   try {
-    const staticCookie = await readCookieFile(argv[0]!);
-    balancer = createBalancer({ listen: formatEndpoint(pt.ok.bindAddr), staticCookie, logger });
-    balancer.addTwin({ name: 'tor', address: formatEndpoint(pt.ok.extOrPort), cookieFile: pt.ok.authCookieFile });
-    await balancer.markUp('tor');
-    const addr = await balancer.start();
-    say(`SMETHOD ${PT_NAME} ${formatEndpoint(addr)}`);
-    say('SMETHODS DONE');
+    staticCookie = await readCookieFile(argv[0]!);
   } catch (e) {
-    say(`SMETHOD-ERROR ${PT_NAME} ${(e as Error).message.replace(/\n/g, ' ')}`);
+    for (const m of pt.ok.methods) say(`SMETHOD-ERROR ${m.name} ${(e as Error).message.replace(/\n/g, ' ')}`);
     say('SMETHODS DONE');
     return 1;
   }
-  const stopRecheck = recheckLoop(balancer, logger);
+  let served = 0;
+  for (const m of pt.ok.methods) {
+    try {
+      const balancer = createBalancer({ listen: formatEndpoint(m.bindAddr), staticCookie, logger });
+      balancer.addTwin({ name: 'tor', address: formatEndpoint(pt.ok.extOrPort), cookieFile: pt.ok.authCookieFile });
+      await balancer.markUp('tor');
+      const addr = await balancer.start();
+      balancers.push(balancer);
+      stops.push(recheckLoop(balancer, logger));
+      say(`SMETHOD ${m.name} ${formatEndpoint(addr)}`);
+      served++;
+    } catch (e) {
+      say(`SMETHOD-ERROR ${m.name} ${(e as Error).message.replace(/\n/g, ' ')}`);
+    }
+  }
+  say('SMETHODS DONE');
+  if (!served) return 1;
   await untilSignal((stop) => {
     if (!pt.ok.exitOnStdinClose) return;
     stdin.on('end', stop);
@@ -172,7 +188,7 @@ export async function extorStaticCookieCommand(
     stdin.on('error', stop);
     stdin.resume();
   });
-  stopRecheck();
-  await balancer.stop();
+  for (const s of stops) s();
+  await Promise.all(balancers.map((b) => b.stop()));
   return 0;
 }

@@ -14,6 +14,7 @@ import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
 import { restartCommand } from './restart.js';
 import { balancerCommand, extorStaticCookieCommand } from './balancer.js';
+import { migrateCommand } from './migrate.js';
 import { UsageError } from './args.js';
 import { printError } from '../log/index.js';
 
@@ -43,6 +44,8 @@ commands:
                                   print deployment files
   balancer --listen ADDR --cookie FILE --backend ADDR=COOKIEFILE [...]
                                   the balancer alone, in front of tor instances you run yourself
+  migrate [--apply] [--root DIR] [--config FILE] [--data-dir DIR]
+                                  move an existing bridge (tor@ instances + HAProxy, or one tor) onto bridgectl
   extor-static-cookie COOKIEFILE  drop-in managed-transport shim with a static cookie (old layout)
 
 The config is --config FILE, else $BRIDGECTL_CONFIG, else ./bridgectl.yaml if it exists,
@@ -66,6 +69,7 @@ const commands: Record<string, Command> = {
   render: renderCommand,
   balancer: balancerCommand,
   'extor-static-cookie': extorStaticCookieCommand,
+  migrate: migrateCommand,
 };
 
 /** The usage lines of one command (its line and the indented lines that continue it). */

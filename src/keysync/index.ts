@@ -11,6 +11,7 @@ export {
   removePins,
   pinStatus,
   copyKeys,
+  digest,
   type KeySet,
 } from './keys.js';
 export {

@@ -25,13 +25,17 @@ export interface ClientOptions {
   extraTorrc?: string[];
   logger: Logger;
   bootstrapTimeoutMs?: number;
+  /** Start again on the data directory of an earlier run (its cached descriptors) instead of a fresh one. */
+  keepDir?: boolean;
+  /** The SOCKS port (default: a free one); with keepDir and the same port, the torrc is the same. */
+  socksPort?: number;
 }
 
 export async function startClient(o: ClientOptions): Promise<LabClient> {
   assertIsolated('a lab client');
-  await rm(o.dir, { recursive: true, force: true });
+  if (!o.keepDir) await rm(o.dir, { recursive: true, force: true });
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
-  const socksPort = await freePort();
+  const socksPort = o.socksPort ?? (await freePort());
   const torrc = join(o.dir, 'torrc');
   await writeFile(
     torrc,
