@@ -236,6 +236,7 @@ test('a twin that resets right after sending: the bytes in the receive queue sti
     const got: Buffer[] = [];
     r.socket.on('data', (d: Buffer) => got.push(d));
     r.socket.on('error', () => {});
+    r.socket.resume(); // dialExtOr hands it over paused
     const closed = new Promise((res) => r.socket.once('close', res));
     await sleep(300); // the session is relaying
     const data = randomBytes(16 * 1024);

@@ -49,6 +49,19 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
   const byIdx = new Map<number, Entry>();
   let bound: { host: string; port: number } | null = null;
   let stopped = false;
+  /** The engine frees the balancer at stop: what stats() says from then on. */
+  let last: BalancerStats | null = null;
+
+  /** Ends the engine's balancer (once): its sessions, its listener, its state, its event handler. */
+  const release = async (): Promise<void> => {
+    if (stopped) return;
+    last = stats();
+    stopped = true;
+    const c = completion();
+    e.engineStop(h, c.token);
+    await c.promise;
+    onBalancerEvents(h, null);
+  };
 
   onBalancerEvents(h, {
     down(idx, reason) {
@@ -78,7 +91,10 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
       if (bound || stopped) throw new Error('balancer already started');
       const host = await numeric(listen.host);
       const port = e.engineListen(h, host, listen.port, 4096);
-      if (port < 0) throw errnoError(port, 'listen', formatEndpoint(listen));
+      if (port < 0) {
+        await release();
+        throw errnoError(port, 'listen', formatEndpoint(listen));
+      }
       e.engineRef(true);
       bound = { host, port };
       logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: noPort, engine: 'native' }, 'balancer listening');
@@ -87,15 +103,14 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
 
     async stop() {
       if (stopped) return;
-      stopped = true;
-      const c = completion();
-      e.engineStop(h, c.token);
-      await c.promise;
+      await release();
       if (bound) e.engineRef(false);
       bound = null;
+      if (last) last = { ...last, listen: null };
     },
 
     addBackend(spec) {
+      if (stopped) throw new Error('the balancer is stopped');
       if (!spec.name) throw new Error('a backend needs a name');
       if (backends.has(spec.name)) throw new Error(`backend ${spec.name} already exists`);
       const ep = parseEndpoint(spec.address, `backend ${spec.name} address`);
@@ -120,12 +135,13 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
 
     async removeBackend(name, o = {}) {
       const b = backends.get(name);
-      if (!b) return;
+      if (!b || stopped) return;
       e.engineBackendDrain(h, b.idx, true);
       const current = (): number => e.engineStats(h)[LISTENER_COUNTERS.length + b.idx * PER_BACKEND + 3] ?? 0;
       const deadline = Date.now() + (o.drainMs ?? 30_000);
-      while (current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      while (!stopped && current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       await b.ready.catch(() => undefined);
+      if (stopped) return;
       const c = completion();
       e.engineBackendRemove(h, b.idx, c.token);
       await c.promise;
@@ -138,40 +154,44 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
       const b = entry(name);
       await b.ready;
       const cookie = await readCookieFile(b.spec.cookieFile);
-      if (backends.get(name) !== b) throw new Error(`no backend ${name}`);
+      if (backends.get(name) !== b || stopped) throw new Error(`no backend ${name}`);
       e.engineBackendUp(h, b.idx, cookie);
       logger.info({ backend: name }, 'twin marked up');
     },
 
     markDown(name, reason) {
       const b = backends.get(name);
-      if (!b) return;
+      if (!b || stopped) return;
       if (e.engineBackendDown(h, b.idx, reason)) logger.info({ backend: name, reason }, 'twin marked down');
     },
 
     setLimits(l) {
+      if (stopped) return;
       e.engineLimits(h, l.handshakeTimeoutMs ?? -1, l.backendTimeoutMs ?? -1, l.idleTimeoutMs ?? -1, l.maxSessions ?? -1);
     },
 
-    stats(): BalancerStats {
-      const a = e.engineStats(h);
-      const sessions = {} as ListenerStats;
-      LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
-      const list: BackendStats[] = [];
-      for (const b of backends.values()) {
-        const off = LISTENER_COUNTERS.length + b.idx * PER_BACKEND;
-        const used = (a[off] ?? 0) !== 0;
-        const up = used && (a[off + 1] ?? 0) !== 0;
-        const s: BackendStats = {
-          ...emptyBackendStats(b.spec),
-          up,
-          draining: used && (a[off + 2] ?? 0) !== 0,
-          downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
-        };
-        BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
-        list.push(s);
-      }
-      return { listen: bound, bindAddressNoPort: noPort, engine: 'native', splice: true, sourceRange: range.cidr, sessions, backends: list };
-    },
+    stats,
   };
+
+  function stats(): BalancerStats {
+    if (last) return last;
+    const a = e.engineStats(h);
+    const sessions = {} as ListenerStats;
+    LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
+    const list: BackendStats[] = [];
+    for (const b of backends.values()) {
+      const off = LISTENER_COUNTERS.length + b.idx * PER_BACKEND;
+      const used = (a[off] ?? 0) !== 0;
+      const up = used && (a[off + 1] ?? 0) !== 0;
+      const s: BackendStats = {
+        ...emptyBackendStats(b.spec),
+        up,
+        draining: used && (a[off + 2] ?? 0) !== 0,
+        downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
+      };
+      BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
+      list.push(s);
+    }
+    return { listen: bound, bindAddressNoPort: noPort, engine: 'native', splice: true, sourceRange: range.cidr, sessions, backends: list };
+  }
 }

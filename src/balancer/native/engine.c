@@ -98,7 +98,6 @@
 #define SPEC_WINDOW_MS 1000
 #define SPEC_BAD_MIN 16
 
-enum { K_EVENTFD, K_SESSION, K_LISTENER };
 enum { P_FRONT, P_BACKEND, P_RELAY, P_REJECT };
 enum { F_TYPE, F_NONCE, F_HASH, F_CMDS };
 enum { B_CONNECT, B_TYPES, B_SHASH, B_WAIT, B_RESULT, B_REPLY };
@@ -112,17 +111,17 @@ enum {
 /* Backend counters, likewise. */
 enum { BC_CURRENT, BC_TOTAL, BC_TO, BC_FROM, BC_AUTHFAIL, BC_CONNFAIL, BC_N };
 
+/* epoll data: a session's (slot, side, descriptor generation), a listener's handle, or the eventfd. */
+#define TAG_EVENTFD UINT64_MAX
+#define TAG_LISTENER 0xFFFFFFFEull
+#define GEN_MASK 0x7fffffffu
+
 #define INC(x, n) atomic_fetch_add_explicit(&(x), (int64_t)(n), memory_order_relaxed)
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 typedef struct sess sess_t;
 typedef struct bal bal_t;
 
-typedef struct {
-  int kind;
-  int side;
-  void *p;
-} fdref_t;
 
 typedef struct {
   int pipe[2];
@@ -135,6 +134,7 @@ typedef struct {
 
 typedef struct {
   bool used, up, draining;
+  uint32_t gen; /* bumped by every markUp: an attempt with an older cookie says nothing about it */
   struct sockaddr_storage addr;
   socklen_t addrlen;
   uint8_t cookie[32];
@@ -145,8 +145,8 @@ typedef struct {
 struct bal {
   int handle;
   int lfd;
-  fdref_t lref;
   bool stopped;
+  bool stop_queued; /* JS thread only: engineStop was called; the handle is unusable from then on */
   uint8_t cookie[32];
   uint32_t src_first, src_size;
   bool no_port, debug;
@@ -181,6 +181,7 @@ typedef struct {
   bool spec;           /* counted in spec_now: an attempt started before DONE */
   uint8_t expect[32];  /* front: the client hash we expect */
   uint8_t cookie[32];  /* backend: the twin's cookie for this attempt */
+  uint32_t be_gen;     /* backend: the twin's generation when this attempt took its cookie */
   uint8_t cnonce[32];  /* backend: our nonce */
   uint8_t chash[32];   /* backend: our client hash, kept in B_WAIT */
   uint64_t tried[MAX_BACKENDS / 64];
@@ -203,7 +204,6 @@ struct sess {
   int fd[2]; /* [0] transport, [1] twin */
   uint32_t events[2];
   bool registered[2];
-  fdref_t ref[2];
   dir_t d[2]; /* d[0]: fd[0] -> fd[1]; d[1]: fd[1] -> fd[0] */
   hs_t *hs;
   int be; /* backend slot of the attempt or the relay, -1 none */
@@ -212,20 +212,28 @@ struct sess {
   int64_t idle_ms, last_ms, deadline_ms;
   bool closing, dead, counted, shut_wr;
   bool gone[2];  /* nothing more goes to or comes from this socket */
+  bool hup[2];   /* relay: the socket hung up or failed: not polled, nothing goes to it, read until EOF */
+  bool starved[2]; /* relay: direction d waits for a pipe (out of descriptors); scan() retries */
+  uint32_t gen[2]; /* bumped when fd[i] is closed: events carry it, so an old attempt's are dropped */
   bool rdhup[2]; /* the peer half-closed; the linger deadline runs */
   int closed_by;
   char *why; /* a failure that ends the session once the other side is flushed */
   sess_t *next;
 };
 
-typedef struct {
+typedef struct event {
   int kind;
   double a, b, c, d;
+  struct event *next;
+  void *free_after; /* a stopped balancer's state, freed on the JS thread once the event is delivered */
   char text[REASON_LEN + 64];
 } event_t;
 
+enum { CMD_STOP = 1, CMD_REMOVE = 2 };
+
 typedef struct cmd {
-  int kind; /* 1 stop, 2 remove backend */
+  int kind; /* CMD_* */
+  event_t *ev; /* its DONE, allocated when queued */
   bal_t *bal;
   int idx;
   double token;
@@ -255,6 +263,7 @@ static struct {
   int npool;
   _Atomic int64_t pipes;
   sess_t *deadlist;
+  event_t *stopped; /* stop commands done this batch: posted (and their balancers freed) after it */
   atomic_bool stop;
   int pipe_size;
   uint8_t rnd[4096];
@@ -270,10 +279,22 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t sess_tag(const sess_t *s, int i) {
+  return (uint64_t)s->slot << 32 | (uint64_t)i << 31 | (s->gen[i] & GEN_MASK);
+}
+
+static uint64_t listener_tag(const bal_t *b) { return TAG_LISTENER << 32 | (uint32_t)b->handle; }
+
 static size_t pending(const dir_t *x) { return (x->first_len - x->first_off) + x->inpipe; }
 
+static void free_event(event_t *ev) {
+  free(ev->free_after);
+  free(ev);
+}
+
+/* Hands an event to the JS thread. Lost only if the queue itself fails (the env is going away). */
 static void post(event_t *ev) {
-  if (napi_call_threadsafe_function(E.tsfn, ev, napi_tsfn_nonblocking) != napi_ok) free(ev);
+  if (napi_call_threadsafe_function(E.tsfn, ev, napi_tsfn_nonblocking) != napi_ok) free_event(ev);
 }
 
 static void post_debug(bal_t *b, const char *fmt, ...) {
@@ -318,14 +339,15 @@ static uint32_t prng32(void) {
 static const char S2C[] = "ExtORPort authentication server-to-client hash";
 static const char C2S[] = "ExtORPort authentication client-to-server hash";
 
-static void safe_cookie_hash(const uint8_t *cookie, const char *constant, const uint8_t *cn, const uint8_t *sn, uint8_t *out) {
+/* HMAC-SHA256(cookie, constant | client nonce | server nonce); false if OpenSSL failed (out is then unusable). */
+static bool safe_cookie_hash(const uint8_t *cookie, const char *constant, const uint8_t *cn, const uint8_t *sn, uint8_t *out) {
   uint8_t msg[64 + 64];
   size_t cl = strlen(constant);
   memcpy(msg, constant, cl);
   memcpy(msg + cl, cn, 32);
   memcpy(msg + cl + 32, sn, 32);
   unsigned int len = 32;
-  HMAC(EVP_sha256(), cookie, 32, msg, cl + 64, out, &len);
+  return HMAC(EVP_sha256(), cookie, 32, msg, cl + 64, out, &len) != NULL && len == 32;
 }
 
 /* ---- pipes ---- */
@@ -499,9 +521,9 @@ static void finalize(sess_t *s, const char *reason) {
 }
 
 static void set_events(sess_t *s, int i, uint32_t want) {
-  if (s->fd[i] < 0 || s->gone[i]) return;
+  if (s->fd[i] < 0 || s->gone[i] || s->hup[i]) return;
   if (s->registered[i] && want == s->events[i]) return;
-  struct epoll_event ev = {.events = want, .data.ptr = &s->ref[i]};
+  struct epoll_event ev = {.events = want, .data.u64 = sess_tag(s, i)};
   if (epoll_ctl(E.ep, s->registered[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd[i], &ev) < 0) {
     char why[REASON_LEN];
     snprintf(why, sizeof why, "%s: epoll: %s", side_name(i), strerror(errno));
@@ -546,7 +568,7 @@ static void eof(sess_t *s, int d) {
 static void pump(sess_t *s, int d) {
   dir_t *x = &s->d[d];
   int src = s->fd[d], dst = s->fd[1 - d];
-  if (s->gone[1 - d]) return;
+  if (s->gone[1 - d] || s->hup[1 - d]) return;
   for (int round = 0; round < ROUNDS && !s->dead;) {
     if (x->first_off < x->first_len) {
       ssize_t n = send(dst, x->first + x->first_off, x->first_len - x->first_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -576,7 +598,14 @@ static void pump(sess_t *s, int d) {
     }
     if (s->closing || s->gone[d]) return;
     int e = get_pipe(x);
+    if (e == -EMFILE || e == -ENFILE || e == -ENOMEM) {
+      /* Out of descriptors (or memory) for a pipe: this direction waits, scan() retries it. */
+      if (!s->starved[d]) post_debug(s->bal, "no pipe for a session (%s): that direction waits", strerror(-e));
+      s->starved[d] = true;
+      return;
+    }
     if (e < 0) return side_failed(s, d, -e);
+    s->starved[d] = false;
     ssize_t n = splice(src, NULL, x->pipe[1], NULL, (size_t)E.pipe_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n == 0) {
       put_pipe(x);
@@ -602,7 +631,7 @@ static void relay_update(sess_t *s) {
   for (int i = 0; i < 2 && !s->dead; i++) {
     if (s->gone[i]) continue;
     uint32_t want = 0;
-    if (!s->closing && pending(&s->d[i]) == 0) want |= EPOLLIN; /* read fd[i]: direction i */
+    if (!s->closing && pending(&s->d[i]) == 0 && !s->starved[i]) want |= EPOLLIN; /* read fd[i]: direction i */
     if (!s->closing && !s->rdhup[i]) want |= EPOLLRDHUP;
     if (pending(&s->d[1 - i]) > 0) want |= EPOLLOUT; /* write fd[i]: direction 1-i */
     set_events(s, i, want);
@@ -645,6 +674,7 @@ static void close_attempt(sess_t *s) {
     unregister(s, 1);
     close(s->fd[1]);
     s->fd[1] = -1;
+    s->gen[1]++;
   }
   drop_dir(&s->d[0]);
   s->be = -1;
@@ -667,7 +697,7 @@ static void reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const
   free_hs(s);
   s->phase = P_REJECT;
   s->deadline_ms = now_ms() + LINGER_MS;
-  if (n) queue_to(s, 0, bytes, n);
+  if (n && queue_to(s, 0, bytes, n) < 0) return finalize(s, "rejected (out of memory)");
   if (!flush_to(s, 0)) return;
   update(s);
 }
@@ -693,7 +723,7 @@ static void attempt_failed(sess_t *s, const char *reason, bool auth, bool local)
     INC(be->c[auth ? BC_AUTHFAIL : BC_CONNFAIL], 1);
     bool was;
     pthread_mutex_lock(&E.mu);
-    was = be->used && be->up;
+    was = be->used && be->up && be->gen == h->be_gen;
     if (was) {
       be->up = false;
       snprintf(be->reason, sizeof be->reason, "%s", reason);
@@ -736,6 +766,7 @@ static void start_backend(sess_t *s) {
       idx = i;
       b->rr = (uint32_t)(i + 1) % (uint32_t)n;
       memcpy(h->cookie, be->cookie, 32);
+      h->be_gen = be->gen;
       addr = be->addr;
       addrlen = be->addrlen;
       break;
@@ -865,9 +896,9 @@ static void front_input(sess_t *s) {
         if (n < 32) goto more;
         uint8_t out[64];
         random_bytes(out + 32, 32);
-        safe_cookie_hash(b->cookie, S2C, p, out + 32, out);
-        safe_cookie_hash(b->cookie, C2S, p, out + 32, h->expect);
-        queue_to(s, 0, out, 64);
+        if (!safe_cookie_hash(b->cookie, S2C, p, out + 32, out) || !safe_cookie_hash(b->cookie, C2S, p, out + 32, h->expect))
+          return close_with(s, "HMAC failed");
+        if (queue_to(s, 0, out, 64) < 0) return close_with(s, "out of memory");
         off += 32;
         h->fst = F_HASH;
         break;
@@ -879,7 +910,7 @@ static void front_input(sess_t *s) {
           return reject(s, &fail, 1, C_AUTHFAIL, "wrong client hash (the peer does not have our cookie)");
         }
         static const uint8_t ok = 1;
-        queue_to(s, 0, &ok, 1);
+        if (queue_to(s, 0, &ok, 1) < 0) return close_with(s, "out of memory");
         off += 32;
         h->fst = F_CMDS;
         break;
@@ -925,8 +956,7 @@ static void relay_start(sess_t *s, const uint8_t *rest, size_t restlen);
 /* The transport's DONE came and the twin proved its cookie: our client hash and the commands. */
 static void send_commands(sess_t *s) {
   hs_t *h = s->hs;
-  queue_to(s, 1, h->chash, 32);
-  queue_to(s, 1, h->held, h->heldlen);
+  if (queue_to(s, 1, h->chash, 32) < 0 || queue_to(s, 1, h->held, h->heldlen) < 0) return close_with(s, "out of memory");
   h->bst = B_RESULT;
   pthread_mutex_lock(&E.mu);
   int64_t be_ms = s->bal->be_ms;
@@ -956,16 +986,16 @@ static void backend_input(sess_t *s) {
         out[0] = 1;
         random_bytes(h->cnonce, 32);
         memcpy(out + 1, h->cnonce, 32);
-        queue_to(s, 1, out, 33);
+        if (queue_to(s, 1, out, 33) < 0) return close_with(s, "out of memory");
         h->bst = B_SHASH;
         break;
       }
       case B_SHASH: {
         if (n < 64) goto more;
         uint8_t want[32];
-        safe_cookie_hash(h->cookie, S2C, h->cnonce, p + 32, want);
+        if (!safe_cookie_hash(h->cookie, S2C, h->cnonce, p + 32, want) || !safe_cookie_hash(h->cookie, C2S, h->cnonce, p + 32, h->chash))
+          return close_with(s, "HMAC failed");
         if (CRYPTO_memcmp(want, p, 32) != 0) return attempt_failed(s, "wrong server hash (the twin has another cookie)", true, false);
-        safe_cookie_hash(h->cookie, C2S, h->cnonce, p + 32, h->chash);
         off += 64;
         if (h->front_done) {
           consume(in, off);
@@ -1087,7 +1117,28 @@ static ssize_t read_hs(sess_t *s, int side) {
 static void session_event(sess_t *s, int side, uint32_t ev) {
   if (s->dead) return;
   if (s->phase == P_RELAY) {
-    if (ev & EPOLLERR) return side_failed(s, side, sock_error(s->fd[side]));
+    if ((ev & (EPOLLERR | EPOLLHUP)) && !s->hup[side]) {
+      /* Failed or shut both ways: nothing more goes to it, but what it sent before is still in its
+       * receive queue: read that on (driven by the other side's progress, the socket no longer
+       * polled) until EOF, within the linger. */
+      int err = (ev & EPOLLERR) ? sock_error(s->fd[side]) : 0;
+      unregister(s, side);
+      s->hup[side] = true;
+      if (err || pending(&s->d[1 - side]) > 0) {
+        drop_dir(&s->d[1 - side]);
+        if (!s->why) {
+          char why[REASON_LEN];
+          snprintf(why, sizeof why, "%s: %s", side_name(side), strerror(err ? err : ECONNRESET));
+          s->why = strdup(why);
+        }
+      }
+      if (!s->closing) {
+        s->rdhup[side] = true;
+        s->deadline_ms = now_ms() + LINGER_MS;
+      }
+      pump(s, side);
+      return update(s);
+    }
     /* Reading fd[side] (direction side) and writing it (direction 1-side): both may have progressed. */
     pump(s, side);
     if (!s->dead) pump(s, 1 - side);
@@ -1097,16 +1148,10 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
       s->rdhup[side] = true;
       if (!s->closing) s->deadline_ms = now_ms() + LINGER_MS;
     }
-    if (ev & EPOLLHUP) {
-      /* Shut both ways (a reset, or closed for good): nothing more comes from or goes to this socket. */
-      if (pending(&s->d[1 - side]) > 0) return side_failed(s, side, ECONNRESET);
-      eof(s, side);
-      unregister(s, side);
-      s->gone[side] = true;
-    }
     return update(s);
   }
   if (s->phase == P_REJECT) {
+    if (side != 0) return;
     if (ev & (EPOLLERR | EPOLLHUP)) return finalize(s, "rejected");
     if ((ev & EPOLLOUT) && !flush_to(s, 0)) return;
     if (ev & EPOLLIN) {
@@ -1151,10 +1196,12 @@ static void session_event(sess_t *s, int side, uint32_t ev) {
   }
   if (ev & EPOLLERR) {
     /* What the twin sent before the error still counts (its OKAY, then a reset): read it first. */
-    int fd = s->fd[1], err = sock_error(fd);
+    int err = sock_error(s->fd[1]);
+    uint32_t gen = s->gen[1];
     if (read_hs(s, 1) > 0) {
       backend_input(s);
-      if (s->dead || s->phase == P_RELAY || s->fd[1] != fd) return;
+      /* The attempt ended on those bytes (the next may have the same descriptor): the error was its. */
+      if (s->dead || s->phase == P_RELAY || s->gen[1] != gen) return;
     }
     char why[REASON_LEN];
     snprintf(why, sizeof why, "twin: %s before its OKAY", strerror(err));
@@ -1181,9 +1228,6 @@ static sess_t *new_session(void) {
   s->be = -1;
   for (int i = 0; i < 2; i++) {
     s->d[i].pipe[0] = s->d[i].pipe[1] = -1;
-    s->ref[i].kind = K_SESSION;
-    s->ref[i].side = i;
-    s->ref[i].p = s;
   }
   return s;
 }
@@ -1260,7 +1304,10 @@ static void on_accept(bal_t *b) {
     INC(b->c[C_CURRENT], 1);
     s->deadline_ms = hs_ms > 0 ? now_ms() + hs_ms : 0;
     static const uint8_t greeting[2] = {1, 0};
-    queue_to(s, 0, greeting, 2);
+    if (queue_to(s, 0, greeting, 2) < 0) {
+      finalize(s, "out of memory");
+      continue;
+    }
     if (!flush_to(s, 0)) continue;
     update(s);
     if (!s->dead && b->spec_now < SPEC_MAX && now_ms() >= b->spec_paused_until) {
@@ -1306,6 +1353,10 @@ static void do_stop(bal_t *b) {
     pthread_mutex_unlock(&E.mu);
     if (s && !s->dead && s->bal == b) finalize(s, "balancer stopping");
   }
+  /* No session, listener or handle refers to it any more: freed once JS has the DONE (post-batch). */
+  pthread_mutex_lock(&E.mu);
+  E.bals[b->handle] = NULL;
+  pthread_mutex_unlock(&E.mu);
 }
 
 static void take_queues(void) {
@@ -1346,19 +1397,31 @@ static void take_queues(void) {
   while (cmds) {
     cmd_t *c = cmds;
     cmds = c->next;
-    if (c->kind == 1) do_stop(c->bal);
-    else if (c->kind == 2) do_remove(c->bal, c->idx);
-    event_t *ev = calloc(1, sizeof *ev);
-    if (ev) {
-      ev->kind = EV_DONE;
-      ev->a = c->token;
+    if (c->kind == CMD_STOP) {
+      do_stop(c->bal);
+    } else if (c->kind == CMD_REMOVE) {
+      do_remove(c->bal, c->idx);
+    }
+    event_t *ev = c->ev;
+    ev->kind = EV_DONE;
+    ev->a = c->token;
+    if (c->kind == CMD_STOP) {
+      ev->free_after = c->bal;
+      ev->next = E.stopped;
+      E.stopped = ev;
+    } else {
       post(ev);
     }
     free(c);
   }
 }
 
-/* Deadlines: handshakes, attempts, idle sessions, lingering ones. */
+static bool relay_expired(const sess_t *s, int64_t now) {
+  return ((s->closing || s->rdhup[0] || s->rdhup[1]) && now >= s->deadline_ms) ||
+         (!s->closing && s->idle_ms > 0 && now - s->last_ms >= s->idle_ms);
+}
+
+/* Deadlines: handshakes, attempts, idle sessions, lingering ones; relay directions waiting for a pipe. */
 static void scan(void) {
   static sess_t **due;
   static size_t cap;
@@ -1367,9 +1430,9 @@ static void scan(void) {
   pthread_mutex_lock(&E.mu);
   for (int i = 0; i < E.nbals; i++) {
     bal_t *b = E.bals[i];
-    if (b->accept_paused_until && now >= b->accept_paused_until && b->lfd >= 0 && !b->stopped) {
+    if (b && b->accept_paused_until && now >= b->accept_paused_until && b->lfd >= 0 && !b->stopped) {
       b->accept_paused_until = 0;
-      struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->lref};
+      struct epoll_event ev = {.events = EPOLLIN, .data.u64 = listener_tag(b)};
       epoll_ctl(E.ep, EPOLL_CTL_ADD, b->lfd, &ev);
     }
   }
@@ -1380,8 +1443,7 @@ static void scan(void) {
     if (!s || s->dead) continue;
     bool x;
     if (s->phase == P_RELAY)
-      x = ((s->closing || s->rdhup[0] || s->rdhup[1]) && now >= s->deadline_ms) ||
-          (!s->closing && s->idle_ms > 0 && now - s->last_ms >= s->idle_ms);
+      x = relay_expired(s, now) || s->starved[0] || s->starved[1];
     else if (s->phase == P_REJECT)
       x = now >= s->deadline_ms;
     else
@@ -1401,7 +1463,12 @@ static void scan(void) {
   for (size_t i = 0; i < n; i++) {
     sess_t *s = due[i];
     if (s->dead) continue;
-    if (s->phase == P_RELAY) {
+    if (s->phase == P_RELAY && !relay_expired(s, now)) {
+      /* Directions waiting for a pipe: try again. */
+      for (int d = 0; d < 2 && !s->dead; d++)
+        if (s->starved[d]) pump(s, d);
+      update(s);
+    } else if (s->phase == P_RELAY) {
       bool idle = !s->closing && !s->rdhup[0] && !s->rdhup[1];
       if (idle && s->bal) INC(s->bal->c[C_IDLE], 1);
       finalize(s, idle ? "idle" : "linger expired");
@@ -1422,14 +1489,33 @@ static void scan(void) {
 static void *worker(void *arg) {
   (void)arg;
   struct epoll_event evs[256];
+  void *whom[256];
   int64_t next_scan = now_ms() + SCAN_MS;
   while (!atomic_load(&E.stop)) {
     int n = epoll_wait(E.ep, evs, 256, SCAN_MS);
+    /* Whom each event is for, looked up once per batch (sessions and balancers outlive the batch). */
+    pthread_mutex_lock(&E.mu);
     for (int i = 0; i < n; i++) {
-      fdref_t *r = evs[i].data.ptr;
-      if (r->kind == K_EVENTFD) take_queues();
-      else if (r->kind == K_LISTENER) on_accept(r->p);
-      else session_event(r->p, r->side, evs[i].events);
+      uint64_t t = evs[i].data.u64;
+      uint32_t hi = (uint32_t)(t >> 32), lo = (uint32_t)t;
+      if (t == TAG_EVENTFD) whom[i] = NULL;
+      else if (hi == TAG_LISTENER) whom[i] = lo < (uint32_t)E.nbals ? E.bals[lo] : NULL;
+      else whom[i] = hi < E.nslots ? E.slots[hi] : NULL;
+    }
+    pthread_mutex_unlock(&E.mu);
+    for (int i = 0; i < n; i++) {
+      uint64_t t = evs[i].data.u64;
+      if (t == TAG_EVENTFD) {
+        take_queues();
+      } else if ((uint32_t)(t >> 32) == TAG_LISTENER) {
+        if (whom[i]) on_accept(whom[i]);
+      } else {
+        sess_t *s = whom[i];
+        int side = (int)((t >> 31) & 1);
+        /* An event of a socket closed earlier in this batch (an attempt that failed) is stale. */
+        if (!s || s->dead || (s->gen[side] & GEN_MASK) != (uint32_t)(t & GEN_MASK)) continue;
+        session_event(s, side, evs[i].events);
+      }
     }
     int64_t now = now_ms();
     if (now >= next_scan) {
@@ -1440,6 +1526,12 @@ static void *worker(void *arg) {
       sess_t *s = E.deadlist;
       E.deadlist = s->next;
       free(s);
+    }
+    while (E.stopped) {
+      event_t *ev = E.stopped;
+      E.stopped = ev->next;
+      ev->next = NULL;
+      post(ev);
     }
   }
   return NULL;
@@ -1473,7 +1565,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
     napi_get_undefined(env, &undef);
     napi_call_function(env, undef, cb, 5, argv, NULL);
   }
-  free(m);
+  free_event(m);
 }
 
 static void cleanup(void *arg) {
@@ -1484,6 +1576,7 @@ static void cleanup(void *arg) {
   (void)!write(E.evfd, &one, sizeof one);
   pthread_join(E.th, NULL);
   E.started = false;
+  napi_release_threadsafe_function(E.tsfn, napi_tsfn_abort);
 }
 
 static napi_value undefined(napi_env env) {
@@ -1502,8 +1595,6 @@ static void wake(void) {
   uint64_t one = 1;
   (void)!write(E.evfd, &one, sizeof one);
 }
-
-static fdref_t evref = {K_EVENTFD, 0, NULL};
 
 static napi_value EngineInit(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1525,7 +1616,7 @@ static napi_value EngineInit(napi_env env, napi_callback_info info) {
   napi_unref_threadsafe_function(env, E.tsfn);
   E.ep = epoll_create1(EPOLL_CLOEXEC);
   E.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &evref};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_EVENTFD};
   if (E.ep < 0 || E.evfd < 0 || epoll_ctl(E.ep, EPOLL_CTL_ADD, E.evfd, &ev) < 0) {
     napi_throw_error(env, NULL, strerror(errno));
     return NULL;
@@ -1577,7 +1668,9 @@ static bal_t *get_bal(napi_env env, napi_value v) {
   pthread_mutex_lock(&E.mu);
   if (h >= 0 && h < E.nbals) b = E.bals[h];
   pthread_mutex_unlock(&E.mu);
-  if (!b) napi_throw_error(env, NULL, "no such balancer handle");
+  /* Freed only on this thread (after its stop's DONE), so b stays valid for this call. */
+  if (b && b->stop_queued) b = NULL;
+  if (!b) napi_throw_error(env, NULL, "no such balancer handle (stopped?)");
   return b;
 }
 
@@ -1592,8 +1685,6 @@ static napi_value EngineCreate(napi_env env, napi_callback_info info) {
     return NULL;
   }
   b->lfd = -1;
-  b->lref.kind = K_LISTENER;
-  b->lref.p = b;
   if (argc < 2 || !get_cookie(env, argv[0], b->cookie)) {
     free(b);
     napi_throw_type_error(env, NULL, "engineCreate(staticCookie: 32-byte Buffer, options)");
@@ -1674,7 +1765,7 @@ static napi_value EngineListen(napi_env env, napi_callback_info info) {
   getsockname(fd, (struct sockaddr *)&got, &gl);
   int bound = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port : ((struct sockaddr_in6 *)&got)->sin6_port);
   b->lfd = fd;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->lref};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = listener_tag(b)};
   if (epoll_ctl(E.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
     int e = errno;
     close(fd);
@@ -1684,9 +1775,15 @@ static napi_value EngineListen(napi_env env, napi_callback_info info) {
   return make_num(env, bound);
 }
 
-static void queue_cmd(int kind, bal_t *b, int idx, double token) {
+/* Queues a command for the worker; false (nothing queued) when out of memory. */
+static bool queue_cmd(int kind, bal_t *b, int idx, double token) {
   cmd_t *c = calloc(1, sizeof *c);
-  if (!c) return;
+  event_t *ev = c ? calloc(1, sizeof *ev) : NULL;
+  if (!ev) {
+    free(c);
+    return false;
+  }
+  c->ev = ev;
   c->kind = kind;
   c->bal = b;
   c->idx = idx;
@@ -1697,6 +1794,7 @@ static void queue_cmd(int kind, bal_t *b, int idx, double token) {
   E.cmdq_tail = c;
   pthread_mutex_unlock(&E.mu);
   wake();
+  return true;
 }
 
 static napi_value EngineStop(napi_env env, napi_callback_info info) {
@@ -1705,7 +1803,11 @@ static napi_value EngineStop(napi_env env, napi_callback_info info) {
   bal_t *b = bal_args(env, info, 2, argv, NULL);
   if (!b) return NULL;
   napi_get_value_double(env, argv[1], &token);
-  queue_cmd(1, b, -1, token);
+  if (!queue_cmd(CMD_STOP, b, -1, token)) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  b->stop_queued = true;
   return undefined(env);
 }
 
@@ -1792,6 +1894,7 @@ static napi_value EngineBackendUp(napi_env env, napi_callback_info info) {
   backend_t *be = &b->be[idx];
   if (be->used) {
     memcpy(be->cookie, cookie, 32);
+    be->gen++;
     be->up = true;
     be->reason[0] = 0;
   }
@@ -1844,7 +1947,10 @@ static napi_value EngineBackendRemove(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&E.mu);
   b->be[idx].draining = true;
   pthread_mutex_unlock(&E.mu);
-  queue_cmd(2, b, idx, token);
+  if (!queue_cmd(CMD_REMOVE, b, idx, token)) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
   return undefined(env);
 }
 
@@ -1859,11 +1965,16 @@ static napi_value EngineStats(napi_env env, napi_callback_info info) {
   if (!started(env)) return NULL;
   bal_t *b = argc >= 1 ? get_bal(env, argv[0]) : NULL;
   if (!b) return NULL;
+  /* Allocated outside the lock (for every slot a balancer can have, 21 kB), filled under it. */
+  size_t per = 3 + BC_N, max = C_N + (size_t)MAX_BACKENDS * per;
+  double *d;
+  if (napi_create_arraybuffer(env, max * sizeof(double), (void **)&d, &ab) != napi_ok) {
+    napi_throw_error(env, NULL, "engineStats: out of memory");
+    return NULL;
+  }
   pthread_mutex_lock(&E.mu);
   int nbe = b->nbe;
-  size_t per = 3 + BC_N, n = C_N + (size_t)nbe * per;
-  double *d;
-  napi_create_arraybuffer(env, n * sizeof(double), (void **)&d, &ab);
+  size_t n = C_N + (size_t)nbe * per;
   for (int i = 0; i < C_N; i++) d[i] = (double)GET(b->c[i]);
   for (int i = 0; i < nbe; i++) {
     backend_t *be = &b->be[i];
@@ -1874,7 +1985,7 @@ static napi_value EngineStats(napi_env env, napi_callback_info info) {
     for (int k = 0; k < BC_N; k++) x[3 + k] = (double)GET(be->c[k]);
   }
   pthread_mutex_unlock(&E.mu);
-  napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out);
+  if (napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out) != napi_ok) return NULL;
   return out;
 }
 
