@@ -1,4 +1,4 @@
-// The balancer on the native engine (native/engine.c): sessions never enter JS. This side keeps the
+// The balancer on the native engine (native/, engine.h first): sessions never enter JS. This side keeps the
 // names, reads cookie files, resolves host names, turns engine events into logs and onBackendDown,
 // and assembles stats from the engine's counters. Same contract as the JS balancer (balancer.ts).
 import { lookup } from 'node:dns/promises';
@@ -12,7 +12,25 @@ import { emptyBackendStats, type BackendSpec, type BackendStats } from './pool.j
 import type { ListenerStats } from './session.js';
 
 const MAX_BACKENDS = 256;
-const PER_BACKEND = 3 + BACKEND_COUNTERS.length;
+
+/** Where each counter sits in engineStats, found by name in the engine's own layout. */
+function statsLayout(e: EngineAddon) {
+  const { listener, twin } = e.engineLayout();
+  const at = (list: string[], name: string): number => {
+    const i = list.indexOf(name);
+    if (i < 0) throw new Error(`the native engine has no counter "${name}" (rebuild it: npm install)`);
+    return i;
+  };
+  return {
+    listener: LISTENER_COUNTERS.map((k) => at(listener, k)),
+    /** Offset of twin slot idx's block. */
+    twin: (idx: number) => listener.length + idx * twin.length,
+    used: at(twin, 'used'),
+    up: at(twin, 'up'),
+    draining: at(twin, 'draining'),
+    counters: BACKEND_COUNTERS.map((k) => at(twin, k)),
+  };
+}
 
 interface Entry {
   idx: number;
@@ -35,6 +53,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
   const range = parseSourceRange(opts.sourceRange ?? defaults.sourceRange);
   if (opts.staticCookie.length !== 32) throw new Error(`the static cookie is 32 bytes, got ${opts.staticCookie.length}`);
   const noPort = opts.bindAddressNoPort ?? true;
+  const L = statsLayout(e);
   const h = e.engineCreate(opts.staticCookie, {
     srcFirst: ipv4ToInt(range.at(0)),
     srcSize: range.size,
@@ -137,7 +156,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
       const b = backends.get(name);
       if (!b || stopped) return;
       e.engineBackendDrain(h, b.idx, true);
-      const current = (): number => e.engineStats(h)[LISTENER_COUNTERS.length + b.idx * PER_BACKEND + 3] ?? 0;
+      const current = (): number => e.engineStats(h)[L.twin(b.idx) + L.counters[BACKEND_COUNTERS.indexOf('current')]!] ?? 0;
       const deadline = Date.now() + (o.drainMs ?? 30_000);
       while (!stopped && current() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       await b.ready.catch(() => undefined);
@@ -177,19 +196,19 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
     if (last) return last;
     const a = e.engineStats(h);
     const sessions = {} as ListenerStats;
-    LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
+    LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[L.listener[i]!] ?? 0));
     const list: BackendStats[] = [];
     for (const b of backends.values()) {
-      const off = LISTENER_COUNTERS.length + b.idx * PER_BACKEND;
-      const used = (a[off] ?? 0) !== 0;
-      const up = used && (a[off + 1] ?? 0) !== 0;
+      const off = L.twin(b.idx);
+      const used = (a[off + L.used] ?? 0) !== 0;
+      const up = used && (a[off + L.up] ?? 0) !== 0;
       const s: BackendStats = {
         ...emptyBackendStats(b.spec),
         up,
-        draining: used && (a[off + 2] ?? 0) !== 0,
+        draining: used && (a[off + L.draining] ?? 0) !== 0,
         downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
       };
-      BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
+      BACKEND_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + L.counters[i]!] ?? 0) : 0));
       list.push(s);
     }
     return { listen: bound, bindAddressNoPort: noPort, engine: 'native', splice: true, sourceRange: range.cidr, sessions, backends: list };

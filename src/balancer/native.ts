@@ -1,4 +1,4 @@
-// The native engine (native/engine.c, in the same addon as IP_BIND_ADDRESS_NO_PORT): one worker
+// The native engine (native/: engine.h and one file per layer, in the same addon as IP_BIND_ADDRESS_NO_PORT): one worker
 // thread that accepts, runs both SAFE_COOKIE handshakes and relays with splice(2). This file is the
 // one place that initialises it and routes its events: relay closes to splice.ts, balancer events
 // (a twin marked down, a command done, debug lines) to native-balancer.ts.
@@ -17,6 +17,8 @@ export interface EngineAddon {
   engineBackendRemove(h: number, idx: number, token: number): void;
   engineBackendReason(h: number, idx: number): string;
   engineStats(h: number): Float64Array;
+  /** engineStats's layout: the listener counters' names, then per twin slot its flags' and counters' names. */
+  engineLayout(): { listener: string[]; twin: string[] };
   engineRef(on: boolean): void;
   relayAdd(fdA: number, fdB: number, idleMs: number, firstAtoB?: Buffer, firstBtoA?: Buffer): number;
   relayClose(id: number): void;
@@ -24,7 +26,7 @@ export interface EngineAddon {
   relayStats(): { sessions: number; pipes: number; pooledPipes: number };
 }
 
-/** Listener counters in engineStats order (then, per backend slot: used, up, draining, BACKEND_COUNTERS). */
+/** The listener counters bridgectl reports; native-balancer.ts finds each by name in engineLayout(). */
 export const LISTENER_COUNTERS = [
   'accepted',
   'current',

@@ -1,0 +1,5 @@
+#pragma once
+#include <node_api.h>
+/* Registers the native engine's functions on the addon's exports (napi.c), the test-only relay's too. */
+void engine_register(napi_env env, napi_value exports);
+void test_relay_register(napi_env env, napi_value exports);
