@@ -40,7 +40,8 @@ export function loadAddon(): BindNoPortAddon | null {
     return (addon = null);
   }
   const root = packageRoot();
-  const file = root ? join(root, 'build', 'Release', 'bind_no_port.node') : null;
+  // BRIDGECTL_ADDON: another build of the addon (scripts/sanitize.sh's, with ASan and UBSan).
+  const file = process.env.BRIDGECTL_ADDON || (root ? join(root, 'build', 'Release', 'bind_no_port.node') : null);
   try {
     if (!file || !existsSync(file)) throw new Error(`${file ?? 'build/Release/bind_no_port.node'} not found (run npm install, or npx node-gyp rebuild)`);
     addon = createRequire(import.meta.url)(file) as BindNoPortAddon;
