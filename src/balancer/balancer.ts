@@ -28,6 +28,8 @@ export interface BalancerOptions {
   idleTimeoutMs?: number;
   /** Sessions open at once, at most; more are dropped on accept. Default 16,384. */
   maxSessions?: number;
+  /** How a new session picks its twin (native engine): fewest open sessions (default), or in turn. */
+  choice?: 'least-connections' | 'round-robin';
   /** Called when the balancer itself marks a twin down (it refused, failed auth, or died before OKAY). */
   onBackendDown?: (name: string, reason: string) => void;
   /** Use IP_BIND_ADDRESS_NO_PORT through the native addon when it is built. Default true. */

@@ -63,6 +63,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon, defa
     idleMs: opts.idleTimeoutMs ?? 600_000,
     maxSessions: opts.maxSessions ?? 16_384,
     debug: logger.isLevelEnabled('debug') ? 1 : 0,
+    leastConnections: (opts.choice ?? 'least-connections') === 'least-connections' ? 1 : 0,
   });
   const backends = new Map<string, Entry>();
   const byIdx = new Map<number, Entry>();

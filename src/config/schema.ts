@@ -22,6 +22,8 @@ export const balancerSchema = z
     maxSessions: z.number().int().positive().default(250_000),
     /** How often a twin the balancer marked down is probed again while its tor runs. */
     healthCheckMs: z.number().int().positive().default(5_000),
+    /** How a new session picks its twin: the one holding the fewest sessions, or the next in turn. */
+    choice: z.enum(['least-connections', 'round-robin']).default('least-connections'),
   })
   .strict();
 

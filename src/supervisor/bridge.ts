@@ -126,6 +126,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       backendTimeoutMs: c.balancer.backendTimeoutMs,
       idleTimeoutMs: c.balancer.idleTimeoutMs,
       maxSessions: c.balancer.maxSessions,
+      choice: c.balancer.choice,
     });
     let addr: { host: string; port: number };
     try {

@@ -154,6 +154,7 @@ typedef struct {
 
 typedef struct {
   bool used, up, draining;
+  int64_t attempts; /* under E.mu: attempts on it under way (least connections counts them) */
   uint32_t gen; /* bumped by every markUp: an attempt with an older cookie says nothing about it */
   struct sockaddr_storage addr;
   socklen_t addrlen;
@@ -170,6 +171,7 @@ struct bal {
   uint8_t cookie[32];
   uint32_t src_first, src_size;
   bool no_port, debug;
+  bool least_conn; /* choice of twin: least connections (else round-robin) */
   /* Under E.mu: */
   int64_t hs_ms, be_ms, idle_ms;
   int64_t max_sessions;
@@ -233,6 +235,7 @@ struct sess {
   bool closing, dead, counted, shut_wr;
   bool gone[2];  /* nothing more goes to or comes from this socket */
   bool hup[2];   /* relay: the socket hung up or failed: not polled, nothing goes to it, read until EOF */
+  bool attempting; /* an attempt on s->be is under way (counted in its attempts) */
   bool starved[2]; /* relay: direction d waits for a pipe (out of descriptors); loop_scan() retries */
   uint32_t gen[2]; /* bumped when fd[i] is closed: events carry it, so an old attempt's are dropped */
   bool rdhup[2]; /* the peer half-closed; the linger deadline runs */
@@ -345,6 +348,7 @@ void hs_free(sess_t *s);
 void hs_close(sess_t *s, const char *fmt, ...);
 bool hs_flush(sess_t *s, int side);
 void hs_close_attempt(sess_t *s);
+void hs_attempt_over(sess_t *s);
 void hs_reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const char *fmt, ...);
 bool hs_tried(hs_t *h, int i);
 void hs_attempt_failed(sess_t *s, const char *reason, bool auth, bool local);

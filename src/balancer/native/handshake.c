@@ -74,7 +74,17 @@ bool hs_flush(sess_t *s, int side) {
 }
 
 /* Ends the attempt on a twin, if one runs: its socket and what was queued to it. */
+/* The attempt on s->be no longer counts as that twin's (it failed, or it is a relayed session now). */
+void hs_attempt_over(sess_t *s) {
+  if (!s->attempting) return;
+  s->attempting = false;
+  pthread_mutex_lock(&E.mu);
+  s->bal->be[s->be].attempts--;
+  pthread_mutex_unlock(&E.mu);
+}
+
 void hs_close_attempt(sess_t *s) {
+  if (s->be >= 0) hs_attempt_over(s);
   if (s->fd[1] >= 0) {
     loop_unregister(s, 1);
     close(s->fd[1]);
@@ -163,17 +173,29 @@ void hs_start_attempt(sess_t *s) {
     int64_t be_ms = 0;
     pthread_mutex_lock(&E.mu);
     int n = b->nbe;
+    /* Round-robin: the first candidate from rr on. Least connections: the one holding the fewest
+     * sessions (relayed, plus attempts under way), the first from rr on among equals, so an even
+     * spread stays even. One pass over the twins either way. */
+    int64_t fewest = INT64_MAX;
     for (int k = 0; k < n; k++) {
       int i = (int)((b->rr + (uint32_t)k) % (uint32_t)n);
       backend_t *be = &b->be[i];
       if (!be->used || !be->up || be->draining || hs_tried(h, i)) continue;
+      int64_t load = b->least_conn ? GET(be->c[BC_CURRENT]) + be->attempts : 0;
+      if (load >= fewest) continue;
       idx = i;
-      b->rr = (uint32_t)(i + 1) % (uint32_t)n;
+      fewest = load;
+      if (!b->least_conn) break;
+    }
+    if (idx >= 0) {
+      backend_t *be = &b->be[idx];
+      b->rr = (uint32_t)(idx + 1) % (uint32_t)n;
+      be->attempts++;
+      s->attempting = true;
       memcpy(h->cookie, be->cookie, 32);
       h->be_gen = be->gen;
       addr = be->addr;
       addrlen = be->addrlen;
-      break;
     }
     be_ms = b->be_ms;
     pthread_mutex_unlock(&E.mu);

@@ -96,6 +96,7 @@ void loop_finalize(sess_t *s, const char *reason) {
   }
   hs_free(s);
   bal_t *b = s->bal;
+  if (b && s->be >= 0) hs_attempt_over(s);
   if (b) {
     if (s->counted) INC(b->c[C_CURRENT], -1);
     backend_t *be = s->phase == P_RELAY ? relay_twin(s) : NULL;

@@ -153,6 +153,7 @@ static napi_value EngineCreate(napi_env env, napi_callback_info info) {
   b->src_size = (uint32_t)get_num(env, argv[1], "srcSize", 0);
   b->no_port = get_num(env, argv[1], "noPort", 1) != 0;
   b->debug = get_num(env, argv[1], "debug", 0) != 0;
+  b->least_conn = get_num(env, argv[1], "leastConnections", 1) != 0;
   b->hs_ms = (int64_t)get_num(env, argv[1], "handshakeMs", 30000);
   b->be_ms = (int64_t)get_num(env, argv[1], "backendMs", 10000);
   b->idle_ms = (int64_t)get_num(env, argv[1], "idleMs", 600000);

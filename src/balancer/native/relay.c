@@ -184,6 +184,7 @@ void relay_start(sess_t *s, const uint8_t *rest, size_t restlen) {
   up->uncounted = before + h->replylen;
   down->uncounted = down->first_len - down->first_off - h->earlylen;
   hs_free(s);
+  hs_attempt_over(s);
   INC(b->c[C_ESTABLISHED], 1);
   INC(be->c[BC_CURRENT], 1);
   INC(be->c[BC_TOTAL], 1);
