@@ -19,6 +19,9 @@ for cmd in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container lintian:lintia
 done
 # Headers for the sd-notify binding (systemd readiness), built by npm ci.
 [ -e /usr/include/systemd/sd-daemon.h ] || missing+=(libsystemd-dev)
+# The engine's fuzzer (scripts/fuzz.sh, run by CI): clang with libFuzzer; the sanitizer build uses gcc's libasan.
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null || missing+=(libclang-rt-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" != 0 ]; then

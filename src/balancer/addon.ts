@@ -26,7 +26,8 @@ export function packageRoot(): string | null {
 export function loadAddon(): Record<string, unknown> | null {
   if (addon !== undefined) return addon;
   const root = packageRoot();
-  const file = root ? join(root, ADDON_FILE) : null;
+  // BRIDGECTL_ADDON: another build of the addon (scripts/sanitize.sh's, with ASan and UBSan).
+  const file = process.env.BRIDGECTL_ADDON || (root ? join(root, ADDON_FILE) : null);
   try {
     if (!file || !existsSync(file)) throw new Error(`${file ?? ADDON_FILE} not found`);
     addon = createRequire(import.meta.url)(file) as Record<string, unknown>;

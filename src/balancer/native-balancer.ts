@@ -1,4 +1,4 @@
-// The balancer on the native engine (native/engine.c): sessions never enter JS. This side keeps the
+// The balancer on the native engine (native/, engine.h first): sessions never enter JS. This side keeps the
 // names, reads cookie files, resolves host names, turns engine events into logs and onTwinDown,
 // and assembles stats from the engine's counters. The contract is in types.ts.
 import { lookup } from 'node:dns/promises';
@@ -12,7 +12,25 @@ import { createDrainer } from './drain.js';
 import { TWIN_COUNTERS, LISTENER_COUNTERS, completion, onBalancerEvents, type EngineAddon } from './native.js';
 
 const MAX_TWINS = 256;
-const PER_TWIN = 3 + TWIN_COUNTERS.length;
+
+/** Where each counter sits in engineStats, found by name in the engine's own layout. */
+function statsLayout(e: EngineAddon) {
+  const { listener, twin } = e.engineLayout();
+  const at = (list: string[], name: string): number => {
+    const i = list.indexOf(name);
+    if (i < 0) throw new Error(`the native engine has no counter "${name}" (rebuild it: npm rebuild)`);
+    return i;
+  };
+  return {
+    listener: LISTENER_COUNTERS.map((k) => at(listener, k)),
+    /** Offset of twin slot idx's block. */
+    twin: (idx: number) => listener.length + idx * twin.length,
+    used: at(twin, 'used'),
+    up: at(twin, 'up'),
+    draining: at(twin, 'draining'),
+    counters: TWIN_COUNTERS.map((k) => at(twin, k)),
+  };
+}
 
 interface Entry {
   idx: number;
@@ -43,6 +61,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
   const range = parseSourceRange(opts.sourceRange ?? D.sourceRange);
   if (opts.staticCookie.length !== 32) throw new Error(`the static cookie is 32 bytes, got ${opts.staticCookie.length}`);
   const noPort = opts.bindAddressNoPort ?? true;
+  const L = statsLayout(e);
   const h = e.engineCreate(opts.staticCookie, {
     srcFirst: ipv4ToInt(range.at(0)),
     srcSize: range.size,
@@ -52,12 +71,26 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
     idleMs: opts.idleTimeoutMs ?? D.idleTimeoutMs,
     maxSessions: opts.maxSessions ?? D.maxSessions,
     debug: logger.isLevelEnabled('debug') ? 1 : 0,
+    leastConnections: (opts.choice ?? D.choice) === 'least-connections' ? 1 : 0,
   });
   const twins = new Map<string, Entry>();
   const drainer = createDrainer();
   const byIdx = new Map<number, Entry>();
   let bound: { host: string; port: number } | null = null;
   let stopped = false;
+  /** The engine frees the balancer at stop: what stats() says from then on. */
+  let last: BalancerStats | null = null;
+
+  /** Ends the engine's balancer (once): its sessions, its listener, its state, its event handler. */
+  const release = async (): Promise<void> => {
+    if (stopped) return;
+    last = stats();
+    stopped = true;
+    const c = completion();
+    e.engineStop(h, c.token);
+    await c.promise;
+    onBalancerEvents(h, null);
+  };
 
   onBalancerEvents(h, {
     down(idx, reason) {
@@ -83,14 +116,17 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
   };
 
   /** Sessions open on the twin in slot idx now. */
-  const openOn = (idx: number): number => e.engineStats(h)[LISTENER_COUNTERS.length + idx * PER_TWIN + 3] ?? 0;
+  const openOn = (idx: number): number => (stopped ? 0 : (e.engineStats(h)[L.twin(idx) + L.counters[TWIN_COUNTERS.indexOf('current')]!] ?? 0));
 
   return {
     async start() {
       if (bound || stopped) throw new Error('balancer already started');
       const host = await numeric(listen.host);
       const port = e.engineListen(h, host, listen.port, 4096);
-      if (port < 0) throw errnoError(port, 'listen', formatEndpoint(listen));
+      if (port < 0) {
+        await release();
+        throw errnoError(port, 'listen', formatEndpoint(listen));
+      }
       e.engineRef(true);
       bound = { host, port };
       logger.info({ listen: bound, sourceRange: range.cidr, bindAddressNoPort: noPort }, 'balancer listening');
@@ -99,15 +135,14 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
 
     async stop() {
       if (stopped) return;
-      stopped = true;
-      const c = completion();
-      e.engineStop(h, c.token);
-      await c.promise;
+      await release();
       if (bound) e.engineRef(false);
       bound = null;
+      if (last) last = { ...last, listen: null };
     },
 
     addTwin(spec) {
+      if (stopped) throw new Error('the balancer is stopped');
       if (!spec.name) throw new Error('a twin needs a name');
       if (twins.has(spec.name)) throw new Error(`twin ${spec.name} already exists`);
       const ep = parseEndpoint(spec.address, `twin ${spec.name} address`);
@@ -132,10 +167,11 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
 
     async removeTwin(name, o = {}) {
       const b = twins.get(name);
-      if (!b) return;
+      if (!b || stopped) return;
       e.engineBackendDrain(h, b.idx, true);
       await drainer.until(() => openOn(b.idx), o.drainMs ?? D.drainMs);
       await b.ready.catch(() => undefined);
+      if (stopped) return;
       const c = completion();
       e.engineBackendRemove(h, b.idx, c.token);
       await c.promise;
@@ -153,40 +189,44 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
       const b = entry(name);
       await b.ready;
       const cookie = await readCookieFile(b.spec.cookieFile);
-      if (twins.get(name) !== b) throw new Error(`no twin ${name}`);
+      if (twins.get(name) !== b || stopped) throw new Error(`no twin ${name}`);
       e.engineBackendUp(h, b.idx, cookie);
       logger.info({ twin: name }, 'twin marked up');
     },
 
     markDown(name, reason) {
       const b = twins.get(name);
-      if (!b) return;
+      if (!b || stopped) return;
       if (e.engineBackendDown(h, b.idx, reason)) logger.info({ twin: name, reason }, 'twin marked down');
     },
 
     setLimits(l) {
+      if (stopped) return;
       e.engineLimits(h, l.handshakeTimeoutMs ?? -1, l.twinTimeoutMs ?? -1, l.idleTimeoutMs ?? -1, l.maxSessions ?? -1);
     },
 
-    stats(): BalancerStats {
-      const a = e.engineStats(h);
-      const sessions = {} as ListenerStats;
-      LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[i] ?? 0));
-      const list: TwinStats[] = [];
-      for (const b of twins.values()) {
-        const off = LISTENER_COUNTERS.length + b.idx * PER_TWIN;
-        const used = (a[off] ?? 0) !== 0;
-        const up = used && (a[off + 1] ?? 0) !== 0;
-        const s: TwinStats = {
-          ...emptyTwinStats(b.spec),
-          up,
-          draining: used && (a[off + 2] ?? 0) !== 0,
-          downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
-        };
-        TWIN_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + 3 + i] ?? 0) : 0));
-        list.push(s);
-      }
-      return { listen: bound, bindAddressNoPort: noPort, splice: true, sourceRange: range.cidr, sessions, twins: list };
-    },
+    stats,
   };
+
+  function stats(): BalancerStats {
+    if (last) return last;
+    const a = e.engineStats(h);
+    const sessions = {} as ListenerStats;
+    LISTENER_COUNTERS.forEach((k, i) => (sessions[k] = a[L.listener[i]!] ?? 0));
+    const list: TwinStats[] = [];
+    for (const b of twins.values()) {
+      const off = L.twin(b.idx);
+      const used = (a[off + L.used] ?? 0) !== 0;
+      const up = used && (a[off + L.up] ?? 0) !== 0;
+      const s: TwinStats = {
+        ...emptyTwinStats(b.spec),
+        up,
+        draining: used && (a[off + L.draining] ?? 0) !== 0,
+        downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
+      };
+      TWIN_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + L.counters[i]!] ?? 0) : 0));
+      list.push(s);
+    }
+    return { listen: bound, bindAddressNoPort: noPort, splice: true, sourceRange: range.cidr, sessions, twins: list };
+  }
 }

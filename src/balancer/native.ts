@@ -16,10 +16,12 @@ export interface EngineAddon {
   engineBackendRemove(h: number, idx: number, token: number): void;
   engineBackendReason(h: number, idx: number): string;
   engineStats(h: number): Float64Array;
+  /** engineStats's layout: the listener counters' names, then per twin slot its flags' and counters' names. */
+  engineLayout(): { listener: string[]; twin: string[] };
   engineRef(on: boolean): void;
 }
 
-/** Listener counters in engineStats order (then, per twin slot: used, up, draining, TWIN_COUNTERS). */
+/** The listener counters bridgectl reports; native-balancer.ts finds each by name in engineLayout(). */
 export const LISTENER_COUNTERS = [
   'accepted',
   'current',

@@ -77,6 +77,8 @@ export interface BalancerOptions extends Partial<BalancerLimits> {
   logger: import('pino').Logger;
   /** Called when the balancer itself marks a twin down (it refused, failed auth, or died before OKAY). */
   onTwinDown?: (name: string, reason: string) => void;
+  /** How a new session picks its twin: fewest open sessions (default), or in turn. */
+  choice?: 'least-connections' | 'round-robin';
   /** Set IP_BIND_ADDRESS_NO_PORT on connections to the twins. Default true. */
   bindAddressNoPort?: boolean;
 }

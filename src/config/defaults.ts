@@ -10,6 +10,8 @@ export const BALANCER_DEFAULTS = {
   idleTimeoutMs: 600_000,
   maxSessions: 250_000,
   healthCheckMs: 5_000,
+  /** How a new session picks its twin: the one holding the fewest sessions, or the next in turn. */
+  choice: 'least-connections' as 'least-connections' | 'round-robin',
   /** How long removing a twin waits for its open sessions before it ends them. */
   drainMs: 30_000,
 } as const;

@@ -23,6 +23,8 @@ export const balancerSchema = z
     maxSessions: z.number().int().positive().default(BALANCER_DEFAULTS.maxSessions),
     /** How often a twin the balancer marked down is probed again while its tor runs. */
     healthCheckMs: z.number().int().positive().default(BALANCER_DEFAULTS.healthCheckMs),
+    /** How a new session picks its twin: the one holding the fewest sessions, or the next in turn. */
+    choice: z.enum(['least-connections', 'round-robin']).default(BALANCER_DEFAULTS.choice),
   })
   .strict()
   .superRefine((b, ctx) => {

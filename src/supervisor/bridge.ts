@@ -121,6 +121,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       twinTimeoutMs: c.balancer.twinTimeoutMs,
       idleTimeoutMs: c.balancer.idleTimeoutMs,
       maxSessions: c.balancer.maxSessions,
+      choice: c.balancer.choice,
     });
     let addr: { host: string; port: number };
     try {

@@ -8,7 +8,7 @@
  *   openBound(address: string): number   fd, or -errno
  *   bindAddressNoPort(fd: number): number 1 or 0 (the option's value), or -errno   (for tests)
  *
- * The same addon carries the native engine (engine.c: accept, both handshakes, splice relay).
+ * The same addon carries the native engine (engine.h: accept, both handshakes, splice relay).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "register.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
