@@ -18,7 +18,7 @@ import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { echoTwin, testLogger, tmp, waitFor, type EchoTwin } from './helpers.js';
 import { freePort } from '../src/lab/index.js';
 
-const MAIN = fileURLToPath(new URL('./fixtures/balancer-main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const OKAY = Buffer.from([0x10, 0, 0, 0]);
 const GREETING = Buffer.from([1, 0]);
 
@@ -65,7 +65,7 @@ interface ChildBalancer {
 /** `bridgectl balancer` in a child process (debug logs), serving once it says it listens. */
 async function childBalancer(backends: { address: string; cookieFile: string }[], env: Record<string, string> = {}): Promise<ChildBalancer> {
   const port = await freePort();
-  const args = [MAIN, '--listen', `127.0.0.1:${port}`, '--cookie', staticFile, '--log-level', 'debug'];
+  const args = [MAIN, 'balancer', '--listen', `127.0.0.1:${port}`, '--cookie', staticFile, '--log-level', 'debug'];
   for (const b of backends) args.push('--backend', `${b.address}=${b.cookieFile}`);
   const child = execa(process.execPath, args, { reject: false, all: true, env });
   let log = '';

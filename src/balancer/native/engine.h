@@ -119,11 +119,11 @@ enum { EV_RELAY_CLOSED = 1, EV_DOWN = 2, EV_DONE = 3, EV_DEBUG = 4 };
 #define LISTENER_COUNTERS(X) \
   X(C_ACCEPTED, "accepted") X(C_CURRENT, "current") X(C_ESTABLISHED, "established") X(C_AUTHFAIL, "authFailures") \
   X(C_PROTO, "protocolErrors") X(C_HSTIMEOUT, "handshakeTimeouts") X(C_IDLE, "idleTimeouts") \
-  X(C_OVERCAP, "rejectedOverCap") X(C_NOBACKEND, "noBackend") X(C_REPLAYS, "replays") X(C_LOCAL, "localErrors")
+  X(C_OVERCAP, "rejectedOverCap") X(C_NOTWIN, "noTwin") X(C_REPLAYS, "replays") X(C_LOCAL, "localErrors")
 /* Per twin slot: these flags, then the twin counters. */
 #define TWIN_FLAGS(X) X(TF_USED, "used") X(TF_UP, "up") X(TF_DRAINING, "draining")
 #define TWIN_COUNTERS(X) \
-  X(BC_CURRENT, "current") X(BC_TOTAL, "total") X(BC_TO, "bytesToBackend") X(BC_FROM, "bytesFromBackend") \
+  X(BC_CURRENT, "current") X(BC_TOTAL, "total") X(BC_TO, "bytesToTwin") X(BC_FROM, "bytesFromTwin") \
   X(BC_AUTHFAIL, "authFailures") X(BC_CONNFAIL, "connectFailures")
 #define AS_ENUM(id, name) id,
 enum { LISTENER_COUNTERS(AS_ENUM) C_N };

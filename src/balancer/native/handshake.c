@@ -202,7 +202,7 @@ void hs_start_attempt(sess_t *s) {
     if (idx < 0) {
       /* Before the transport's DONE, wait: its DONE tries again (and closes if there is still none). */
       if (!h->front_done) return;
-      INC(b->c[C_NOBACKEND], 1);
+      INC(b->c[C_NOTWIN], 1);
       if (h->ntried) return hs_close(s, "every twin tried failed (%d)", h->ntried);
       return hs_close(s, "no twin is up");
     }
