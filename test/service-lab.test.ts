@@ -153,11 +153,11 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
 test('metrics: one scrape of the endpoint shows every twin, in tor\'s own metrics and the balancer\'s', { timeout: 60_000 }, async () => {
   const body = await waitFor('a scrape with every twin', async () => {
     const text = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`);
-    return ['svc1', 'svc2', 'svc3'].every((n) => text.includes(`bridgectl_tor_metrics_scrape_ok{instance="${n}"} 1`)) ? text : null;
+    return ['svc1', 'svc2', 'svc3'].every((n) => text.includes(`bridgectl_tor_metrics_scrape_ok{twin="${n}"} 1`)) ? text : null;
   }, 30_000, 500);
   for (const n of ['svc1', 'svc2', 'svc3']) {
-    assert.match(body, new RegExp(`^tor_\\w+\\{[^}]*instance="${n}"[^}]*\\} `, 'm'), `tor's own metrics for ${n}`);
-    assert.match(body, new RegExp(`^bridgectl_\\w+\\{[^}]*instance="${n}"`, 'm'), `bridgectl's metrics for ${n}`);
+    assert.match(body, new RegExp(`^tor_\\w+\\{[^}]*twin="${n}"[^}]*\\} `, 'm'), `tor's own metrics for ${n}`);
+    assert.match(body, new RegExp(`^bridgectl_\\w+\\{[^}]*twin="${n}"`, 'm'), `bridgectl's metrics for ${n}`);
   }
   assert.match(body, /^process_resident_memory_bytes /m);
 });
