@@ -145,9 +145,11 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
   const lines = t.stdout.split('\n');
   assert.match(lines[1]!, /^INSTANCE\s+STATE\s+PID\s+BOOT\s+RESTARTS\s+UPTIME\s+SESSIONS\s+TOTAL\s+IN\s+OUT\s+CPU\s+FINGERPRINT$/);
   for (const i of st.instances) {
-    assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+running\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
+    assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+serving\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
   }
   assert.match(t.stdout, /transport obfs4: running/);
+  assert.match(t.stdout, new RegExp(`^balancer on 127\\.0\\.0\\.1:${balancerPort}: 3 of 3 twins taking sessions; \\d+ sessions? open`, 'm'));
+  assert.doesNotMatch(t.stdout, /[{}]/, 'no raw JSON');
 });
 
 test('metrics: one scrape of the endpoint shows every twin, in tor\'s own metrics and the balancer\'s', { timeout: 60_000 }, async () => {
