@@ -27,8 +27,8 @@ test('bridgectl lab: twins behind the balancer with obfs4, real clients download
   const out = r.stdout;
   assert.match(out, /\[lab\] Bridge obfs4 127\.0\.0\.1:\d+ [0-9A-F]{40} cert=\S+ iat-mode=0/);
   assert.match(out, /^INSTANCE\s+STATE\s+PID/m);
-  assert.match(out, /^labbridge1\s+running/m);
-  assert.match(out, /^labbridge2\s+running/m);
+  assert.match(out, /^labbridge1\s+serving/m);
+  assert.match(out, /^labbridge2\s+serving/m);
   assert.match(out, /summary: 3 downloads verified, 0 failed, .* 2 of 2 twins carried sessions/);
   assert.match(out, /everything stopped/);
   assert.deepEqual(ours(), [], 'no tor or obfs4proxy of the demo left');

@@ -145,19 +145,21 @@ test('status: a readable table and stable JSON', { timeout: 60_000 }, async () =
   const lines = t.stdout.split('\n');
   assert.match(lines[1]!, /^INSTANCE\s+STATE\s+PID\s+BOOT\s+RESTARTS\s+UPTIME\s+SESSIONS\s+TOTAL\s+IN\s+OUT\s+CPU\s+FINGERPRINT$/);
   for (const i of st.instances) {
-    assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+running\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
+    assert.ok(lines.some((l) => new RegExp(`^${i.name}\\s+serving\\s+${i.pid}\\s+100%.*${fp}$`).test(l)), `row for ${i.name}:\n${t.stdout}`);
   }
   assert.match(t.stdout, /transport obfs4: running/);
+  assert.match(t.stdout, new RegExp(`^balancer on 127\\.0\\.0\\.1:${balancerPort}: 3 of 3 twins taking sessions; \\d+ sessions? open`, 'm'));
+  assert.doesNotMatch(t.stdout, /[{}]/, 'no raw JSON');
 });
 
 test('metrics: one scrape of the endpoint shows every twin, in tor\'s own metrics and the balancer\'s', { timeout: 60_000 }, async () => {
   const body = await waitFor('a scrape with every twin', async () => {
     const text = await httpGet(`http://127.0.0.1:${metricsPort}/metrics`);
-    return ['svc1', 'svc2', 'svc3'].every((n) => text.includes(`bridgectl_tor_metrics_scrape_ok{instance="${n}"} 1`)) ? text : null;
+    return ['svc1', 'svc2', 'svc3'].every((n) => text.includes(`bridgectl_tor_metrics_scrape_ok{twin="${n}"} 1`)) ? text : null;
   }, 30_000, 500);
   for (const n of ['svc1', 'svc2', 'svc3']) {
-    assert.match(body, new RegExp(`^tor_\\w+\\{[^}]*instance="${n}"[^}]*\\} `, 'm'), `tor's own metrics for ${n}`);
-    assert.match(body, new RegExp(`^bridgectl_\\w+\\{[^}]*instance="${n}"`, 'm'), `bridgectl's metrics for ${n}`);
+    assert.match(body, new RegExp(`^tor_\\w+\\{[^}]*twin="${n}"[^}]*\\} `, 'm'), `tor's own metrics for ${n}`);
+    assert.match(body, new RegExp(`^bridgectl_\\w+\\{[^}]*twin="${n}"`, 'm'), `bridgectl's metrics for ${n}`);
   }
   assert.match(body, /^process_resident_memory_bytes /m);
 });
