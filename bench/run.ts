@@ -1,4 +1,5 @@
-// The benchmark: bridgectl's balancer next to HAProxy 2.6 (TCP mode) on the same traffic, in one run.
+// The benchmark: bridgectl's balancer next to HAProxy 2.6 (TCP mode; haproxy-splice: with `option
+// splice-request` and `option splice-response`, its zero-copy mode) on the same traffic, in one run.
 // Every process is its own: the fake ExtORPort backend, the proxy under test, the load generator; the
 // proxy's CPU comes from /proc/PID/stat and its RSS from /proc/PID/status. Run by scripts/bench.sh
 // inside a fresh loopback-only network namespace. See bench/README.md.
@@ -28,7 +29,7 @@ const cfg = {
   idleSessions: Number(f['idle-sessions'] ?? 5000),
 };
 const only = new Set((f.only ?? 'bulk,rate,idle').split(','));
-const proxyNames = (f.proxies ?? 'haproxy,bridgectl,node-pipe').split(',');
+const proxyNames = (f.proxies ?? 'haproxy,haproxy-splice,bridgectl,node-pipe').split(',');
 const perf = f.perf === 'true';
 
 if (process.env.BRIDGECTL_IN_NETNS !== '1') {
@@ -128,11 +129,14 @@ async function startProxy(name: string, opts: { perfMap?: boolean } = {}): Promi
   const nodeFlags = opts.perfMap ? ['--perf-basic-prof'] : [];
   let proc: ChildProcess;
   let cookieFile = backendCookie;
-  if (name === 'haproxy') {
+  if (name === 'haproxy' || name === 'haproxy-splice') {
     const cfgFile = join(dir, `haproxy-${port}.cfg`);
+    const splice = name === 'haproxy-splice' ? ['\toption splice-request', '\toption splice-response'] : [];
+    // Its pipes count against the same 20,000 descriptors (by default maxconn / 4 of them, two each).
+    const pipes = name === 'haproxy-splice' ? ['\tmaxpipes 500'] : [];
     await writeFile(
       cfgFile,
-      ['global', '\tmaxconn 9000', 'defaults', '\tmode tcp', '\ttimeout connect 10s', '\ttimeout client 600s', '\ttimeout server 600s',
+      ['global', '\tmaxconn 9000', ...pipes, 'defaults', '\tmode tcp', '\ttimeout connect 10s', '\ttimeout client 600s', '\ttimeout server 600s', ...splice,
         'frontend f', `\tbind ${listen}`, '\tdefault_backend b', 'backend b', `\tserver s1 ${backend}`, ''].join('\n'),
     );
     proc = start('haproxy', ['-db', '-f', cfgFile]);
@@ -293,7 +297,6 @@ if (only.has('idle')) {
 await stop(backendProc);
 
 // ---- the table ----
-const base = results.get('haproxy');
 const fmt = (v: number | undefined, d = 2): string => (v === undefined || !Number.isFinite(v) ? '—' : v.toFixed(d));
 const bulkOf = (r?: Row): number | undefined => (r?.bulk ? r.bulk.cpu / (r.bulk.bytes / GiB) : undefined);
 const rateOf = (r?: Row): number | undefined => (r?.rate ? (r.rate.sessions * 1000) / r.rate.ms : undefined);
@@ -309,14 +312,17 @@ const metrics: { name: string; get: (r?: Row) => number | undefined; d: number; 
   { name: '   same, second half only (marginal), kB', get: idleMarginalOf, d: 2, target: '' },
 ];
 const names = [...results.keys()];
+// Ratios against each HAProxy in the run (default, and with splice), for every other proxy.
+const bases = ['haproxy', 'haproxy-splice'].filter((n) => results.has(n));
+const pairs = bases.flatMap((b) => names.filter((n) => !bases.includes(n)).map((n) => ({ n, b })));
 const lines: string[] = [];
-lines.push(`| metric | ${names.join(' | ')} | ${names.filter((n) => n !== 'haproxy').map((n) => `${n} ÷ haproxy`).join(' | ')} | target |`);
-lines.push(`|---|${names.map(() => '--:').join('|')}|${names.filter((n) => n !== 'haproxy').map(() => '--:').join('|')}|---|`);
+lines.push(`| metric | ${names.join(' | ')} | ${pairs.map((p) => `${p.n} ÷ ${p.b}`).join(' | ')} | target |`);
+lines.push(`|---|${names.map(() => '--:').join('|')}|${pairs.map(() => '--:').join('|')}|---|`);
 for (const m of metrics) {
   const vals = names.map((n) => fmt(m.get(results.get(n)), m.d));
-  const b = m.get(base);
-  const ratios = names.filter((n) => n !== 'haproxy').map((n) => {
-    const v = m.get(results.get(n));
+  const ratios = pairs.map((p) => {
+    const v = m.get(results.get(p.n));
+    const b = m.get(results.get(p.b));
     return v === undefined || b === undefined || !m.target ? '' : `${fmt(v / b)}×`;
   });
   lines.push(`| ${m.name} | ${vals.join(' | ')} | ${ratios.join(' | ')} | ${m.target} |`);

@@ -182,7 +182,8 @@ async function transportSession(n: number, cookie = staticCookie): Promise<net.S
 }
 
 test('through the balancer: tor\'s OKAY from every twin, in round-robin order', async () => {
-  balancer = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger });
+  // Round-robin: these tests count turns (least connections has its own test below).
+  balancer = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, choice: 'round-robin' });
   front = await balancer.start();
   for (const t of twins) balancer.addTwin({ name: t.name, address: `${t.host}:${t.port}`, cookieFile: t.cookieFile });
   for (const t of twins) await balancer.markUp(t.name);
@@ -352,4 +353,47 @@ test('extor-static-cookie as tor\'s managed transport: static cookie in, tor\'s 
   r.socket.destroy();
   await stopTwin(t);
   await waitFor('the transport exited when tor closed its stdin', () => pidsOf(pt).length === 0, 10_000, 100);
+});
+
+test('least connections with real tor: a restarted twin gets the new sessions until the counts are even; round-robin does not', { timeout: 120_000 }, async (t) => {
+  const counts: Record<string, number[]> = {};
+  const three = twins.slice(0, 3);
+  for (const choice of ['least-connections', 'round-robin'] as const) {
+    const b = createBalancer({ listen: '127.0.0.1:0', staticCookie, logger: testLogger, choice });
+    const f = await b.start();
+    const socks: net.Socket[] = [];
+    const dial = async (n: number): Promise<void> => {
+      const r = await dialExtOr({ host: f.host, port: f.port, cookie: staticCookie, userAddr: `198.51.100.7:${2000 + n}`, transport: 'snowflake' });
+      assert.deepEqual(r.rawReply, OKAY);
+      r.socket.on('error', () => {});
+      r.socket.resume();
+      socks.push(r.socket);
+    };
+    try {
+      for (const tw of three) b.addTwin({ name: tw.name, address: `${tw.host}:${tw.port}`, cookieFile: tw.cookieFile });
+      for (const tw of three) await b.markUp(tw.name);
+      const current = (): number[] => b.stats().twins.map((x) => x.current);
+      for (let n = 0; n < 9; n++) await dial(n);
+      assert.deepEqual(current(), [3, 3, 3]);
+      // twin3 restarts (tor rewrites its cookie): its sessions end with it.
+      const t3 = three[2]!;
+      b.markDown(t3.name, 'restarting');
+      await stopTwin(t3);
+      await waitFor('twin3\'s sessions to end', () => current()[2] === 0, 20_000, 50);
+      t3.child = startTor(t3);
+      await waitExtOrReady(t3);
+      await b.markUp(t3.name);
+      for (let n = 0; n < 6; n++) await dial(100 + n);
+      counts[choice] = current();
+    } finally {
+      for (const s of socks) s.destroy();
+      await b.stop();
+    }
+  }
+  t.diagnostic(JSON.stringify(counts));
+  // Least connections: 3 to the restarted twin (even again), then one each.
+  assert.deepEqual(counts['least-connections'], [4, 4, 4]);
+  // Round-robin: its turn, 2 of 6.
+  assert.equal(counts['round-robin']![2], 2);
+  assert.equal(counts['round-robin']!.reduce((a, x) => a + x, 0), 12);
 });

@@ -38,7 +38,7 @@
  * drive the relay that way): such sessions report their close to JS as (id, reason, aToB, bToA).
  *
  *   engineInit(onEvent, pipeSize)                               once per process; events below
- *   engineCreate({cookie, srcFirst, srcSize, noPort, handshakeMs, backendMs, idleMs, maxSessions, debug}): handle
+ *   engineCreate(cookie, {srcFirst, srcSize, noPort, handshakeMs, backendMs, idleMs, maxSessions, debug, leastConnections}): handle
  *   engineListen(h, host, port, backlog): port, or -errno
  *   engineStop(h, token)                                         closes the listener and every session; event DONE
  *   engineLimits(h, handshakeMs, backendMs, idleMs, maxSessions)
@@ -46,6 +46,7 @@
  *   engineBackendUp(h, idx, cookie) / engineBackendDown(h, idx, reason) / engineBackendDrain(h, idx, on)
  *   engineBackendRemove(h, idx, token)                           ends its sessions, frees the slot; event DONE
  *   engineStats(h): Float64Array                                 listener counters, then per backend
+ *   engineLayout(): {listener, twin}                             the names of engineStats's entries
  *   relayAdd(fdA, fdB, idleMs, firstAtoB?, firstBtoA?): id or -errno; relayClose(id); relayBytes(id)
  *   relayRef(on); relayStats()
  * Events: (1, id, reason, aToB, bToA) relay close; (2, h, idx, reason, authFailed) twin marked down;
