@@ -27,7 +27,7 @@ chmod 777 "$logs"
 export BRIDGECTL_ADDON=$PWD/$out/bind_no_port.node
 export ASAN_OPTIONS="detect_leaks=0:quarantine_size_mb=4:halt_on_error=1:abort_on_error=1:log_path=$logs/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
-files=(${SANITIZE_TESTS:-dist/test/balancer.test.js dist/test/balancer-audit.test.js dist/test/balancer-splice.test.js dist/test/balancer-fuzz.test.js})
+files=(${SANITIZE_TESTS:-dist/test/balancer.test.js dist/test/balancer-audit.test.js dist/test/balancer-engine.test.js dist/test/balancer-fuzz.test.js})
 status=0
 # Preloaded only into node: netns.sh itself and tor stay as they are.
 FUZZ_CASES=${FUZZ_CASES:-3000} FUZZ_CONCURRENCY=${FUZZ_CONCURRENCY:-100} \
