@@ -26,11 +26,6 @@ export interface CycleOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Sessions the balancer relays to `name` right now (0 when there is no balancer or no such twin). */
-function sessionsOf(b: Balancer | null, name: string): number {
-  return b?.stats().twins.find((x) => x.name === name)?.current ?? 0;
-}
-
 /**
  * Drains one twin: the balancer sends it no new session, and its open sessions get at most `drainMs`
  * to end. Resolves with the sessions still open at the deadline (0: drained). The caller keeps the
@@ -39,9 +34,7 @@ function sessionsOf(b: Balancer | null, name: string): number {
 export async function drainTwin(b: Balancer | null, name: string, drainMs: number, reason: string): Promise<number> {
   if (!b) return 0;
   b.markDown(name, reason);
-  const deadline = Date.now() + drainMs;
-  while (sessionsOf(b, name) > 0 && Date.now() < deadline) await sleep(100);
-  return sessionsOf(b, name);
+  return b.drain(name, drainMs);
 }
 
 /**
