@@ -6,6 +6,7 @@ import { listFingerprint } from '../tor/index.js';
 import { stat } from 'node:fs/promises';
 import { createCookieFile, readCookieFile } from '../extor-cookie/index.js';
 import { parse } from './args.js';
+import { initRelays } from '../relay/index.js';
 
 export { identityDir };
 
@@ -33,6 +34,14 @@ export async function initBridge(c: ResolvedConfig): Promise<InitResult & { cook
 export async function initCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' } });
   const { config, file } = loadConfig(values.config);
+  if (config.mode === 'relay') {
+    const r = await initRelays(config);
+    console.log(`relay family ${config.nickname} (${file}): FamilyId ${r.familyId}`);
+    for (const m of r.members) console.log(`  ${m.name} ${m.fingerprint}`);
+    for (const a of r.actions) console.log(`  ${a}`);
+    if (!r.actions.length) console.log('  everything was already in place');
+    return 0;
+  }
   const r = await initBridge(config);
   console.log(`bridge ${config.nickname} (${file}): fingerprint ${r.fingerprint}`);
   for (const a of r.actions) console.log(`  ${a}`);

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { loadConfig, setInstancesInFile, ConfigError, type ResolvedConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
 import { Bridge, preflight } from '../supervisor/index.js';
+import { Relays } from '../relay/index.js';
 import { parse, makeLogger } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
 
@@ -11,7 +12,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { config, file } = loadConfig(values.config);
   const logger = makeLogger(config.logLevel);
   await preflight(config);
-  const keys = await verifyIdentity(identityDir(config), instanceTargets(config));
+  // Relay mode: each relay its own identity (Relays checks them and the family key at start).
+  const relay = config.mode === 'relay';
+  const keys = relay ? { ok: true, fingerprint: 'one per relay', problems: [] } : await verifyIdentity(identityDir(config), instanceTargets(config));
   if (!keys.ok) {
     throw new Error(`the instances do not share one pinned identity; run "bridgectl init" first:\n  ${keys.problems.join('\n  ')}`);
   }
@@ -41,13 +44,13 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   const reloadQuietly = (why: string): void => void reloadFromFile(why).catch(() => undefined);
 
-  const bridge: Bridge = new Bridge(config, logger, {
+  const handlers = {
     'add-instance': async () => {
       const st = await bridge.addInstance();
       await writeInstances(bridge.twins.status().length);
       return { added: st.name };
     },
-    'remove-instance': async (args) => {
+    'remove-instance': async (args: Record<string, unknown>) => {
       const name = typeof args.name === 'string' ? args.name : undefined;
       const drainMs = typeof args.drainMs === 'number' ? args.drainMs : 30_000;
       const removed = await bridge.removeInstance(name, drainMs);
@@ -55,11 +58,15 @@ export async function runCommand(argv: string[]): Promise<number> {
       return { removed };
     },
     reload: async () => ({ changes: await reloadFromFile('control'), instances: bridge.twins.status().length }),
-    'rotate-onion': async (args) =>
-      args.endGrace === true
+    'rotate-onion': async (args: Record<string, unknown>) => {
+      if (!(bridge instanceof Bridge)) throw new Error('relays rotate their own onion keys; there is nothing to coordinate in relay mode');
+      return args.endGrace === true
         ? bridge.endOnionGrace()
-        : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined }),
-  });
+        : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined });
+    },
+    ...(relay ? { restart: async () => ({ restarted: await (bridge as Relays).rollingRestart() }) } : {}),
+  };
+  const bridge: Bridge | Relays = relay ? new Relays(config, logger, handlers) : new Bridge(config, logger, handlers);
 
   let stopping = false;
   const done = new Promise<number>((resolve) => {
@@ -84,7 +91,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   });
   process.on('SIGHUP', () => reloadQuietly('SIGHUP'));
 
-  logger.info({ config: file, instances: config.instances, fingerprint: keys.fingerprint }, 'starting bridge');
+  logger.info({ config: file, mode: config.mode, instances: config.instances, fingerprint: keys.fingerprint }, relay ? 'starting relays' : 'starting bridge');
   try {
     await bridge.start();
   } catch (e) {

@@ -1,5 +1,5 @@
 // Public face of the config module: the YAML file, validated, with errors naming file:line and key.
-export { configSchema, type Config, type BalancerConfig, type TransportConfig } from './schema.js';
+export { configSchema, type Config, type BalancerConfig, type TransportConfig, type RelayConfig } from './schema.js';
 export {
   loadConfig,
   parseConfigText,
@@ -12,3 +12,4 @@ export {
 } from './load.js';
 export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
 export { setInstancesInFile } from './edit.js';
+export { orPortFor, relayRuleIssues, MAX_RELAYS_PER_IPV4 } from './relay.js';

@@ -16,4 +16,5 @@ export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bri
 export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents, type RotationResult, type RotationOptions } from './bridge.js';
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
 export { preflight } from './preflight.js';
+export { systemdNotifier, type Notifier } from './notify.js';
 export { CpuMeter, cpuSeconds } from './cpu.js';
