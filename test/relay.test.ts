@@ -1,0 +1,153 @@
+// Relay mode without a network: the config's refusals (each with its message), the relay torrc,
+// the ORPort arithmetic, signing-certificate expiry, and the on-disk refusals (shared identity,
+// missing family key) with keys made by the real tor.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseConfigText, resolveConfig, ConfigError, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
+import { renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
+import { listFingerprint } from '../src/tor/index.js';
+import { cli, tmp } from './helpers.js';
+
+const RELAY = `mode: relay
+nickname: fam
+instances: 3
+dataDir: /var/lib/bridgectl
+orPort: 192.0.2.10:9001
+`;
+
+function problems(text: string) {
+  try {
+    parseConfigText(text, '/etc/bridgectl.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('relay config: orPort ADDR:PORT gives instance i PORT+i-1; a list gives one each; IPv6 the same', () => {
+  const c = parseConfigText(RELAY + 'orPort6: "[2001:db8::1]:9050"\n', 'x.yaml');
+  assert.equal(c.mode, 'relay');
+  assert.deepEqual([1, 2, 3].map((i) => orPortFor(c.orPort, i)), ['192.0.2.10:9001', '192.0.2.10:9002', '192.0.2.10:9003']);
+  assert.deepEqual([1, 3].map((i) => orPortFor(c.orPort6, i)), ['[2001:db8::1]:9050', '[2001:db8::1]:9052']);
+  const l = parseConfigText(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.10:443, 192.0.2.11:443, 192.0.2.12:9001]'), 'x.yaml');
+  assert.equal(orPortFor(l.orPort, 2), '192.0.2.11:443');
+  assert.equal(parseConfigText('nickname: b\ninstances: 2\ndataDir: /d\n', 'x.yaml').mode, 'bridge');
+});
+
+test('relay config refuses more relays per IPv4 address than the authorities list (8)', () => {
+  const p = problems(RELAY.replace('instances: 3', 'instances: 9'));
+  const hit = p.find((x) => x.key === 'instances');
+  assert.ok(hit, JSON.stringify(p));
+  assert.match(hit.message, /9 relays on 192\.0\.2\.10: the directory authorities list at most 8 relays per IPv4 address/);
+  assert.equal(hit.line, 3);
+  // Eight on one address, or nine spread over two, are fine.
+  parseConfigText(RELAY.replace('instances: 3', 'instances: 8'), 'x.yaml');
+  const spread = Array.from({ length: 9 }, (_, i) => `192.0.2.${i < 5 ? 1 : 2}:${9001 + i}`);
+  parseConfigText(RELAY.replace('instances: 3', 'instances: 9').replace('orPort: 192.0.2.10:9001', `orPort: [${spread.join(', ')}]`), 'x.yaml');
+});
+
+test('relay config refuses bridge-only keys (transport, balancer) with file, line and key', () => {
+  const p = problems(RELAY + 'balancer:\n  listen: 127.0.0.1:10000\ntransport:\n  name: obfs4\n  command: [/usr/bin/obfs4proxy]\n  listen: 0.0.0.0:443\n');
+  const b = p.find((x) => x.key === 'balancer');
+  const t = p.find((x) => x.key === 'transport');
+  assert.ok(b && t, JSON.stringify(p));
+  assert.match(b.message, /"balancer" is for bridges; mode: relay has no balancer/);
+  assert.equal(b.line, 6);
+  assert.equal(t.line, 8);
+  assert.equal(b.file, '/etc/bridgectl.yaml');
+  // And the other way round: a relay section in a bridge config.
+  const r = problems('nickname: b\ninstances: 2\ndataDir: /d\nrelay:\n  myFamily: true\n');
+  assert.match(r.find((x) => x.key === 'relay')?.message ?? '', /the "relay" section is for mode: relay/);
+});
+
+test('relay config refuses ORPorts that cannot work: auto, a short list, a repeated port, v4 where v6 belongs', () => {
+  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 127.0.0.1:auto')).find((x) => x.key === 'orPort')?.message ?? '', /must be an IPv4 ADDRESS:PORT in relay mode/);
+  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2]')).find((x) => x.key === 'orPort')?.message ?? '', /lists 2 ports for 3 instances/);
+  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2, 192.0.2.1:1]')).find((x) => x.key === 'orPort.2')?.message ?? '', /listed twice/);
+  assert.match(problems(RELAY + 'orPort6: 192.0.2.1:9001\n').find((x) => x.key === 'orPort6')?.message ?? '', /IPv6/);
+  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 192.0.2.10:65534')).find((x) => x.key === 'orPort')?.message ?? '', /run past 65535/);
+  // A bridge keeps its single ORPort line: a list there is refused.
+  assert.match(problems('nickname: b\ninstances: 2\ndataDir: /d\norPort: [127.0.0.1:1, 127.0.0.1:2]\n').find((x) => x.key === 'orPort')?.message ?? '', /for mode: relay/);
+});
+
+function cfg(extra = ''): ResolvedConfig {
+  return resolveConfig(parseConfigText(RELAY + 'contactInfo: ops@example.org\ntorrc: "MaxMemInQueues 1 GB"\n' + extra, '/etc/bridgectl.yaml'), '/etc/bridgectl.yaml');
+}
+
+test('relay torrc: own nickname and ORPorts, FamilyId and its key directory, MyFamily, exit policy, extra lines', () => {
+  const c = cfg('orPort6: "[2001:db8::1]:9001"\nrelay:\n  exitPolicy: ["accept *:443", "reject *:*"]\n');
+  const fps = ['A'.repeat(40), 'B'.repeat(40), 'C'.repeat(40)];
+  const l = instanceLayout(c, 2);
+  const t = renderRelayTorrc(c, l, { id: 'pJp9/YTs1SVeGYvOYwKdOCrzyiYK9Oe1lGMXQWSDd78', members: fps });
+  const lines = t.split('\n');
+  for (const want of [
+    'Nickname fam2',
+    'ORPort 192.0.2.10:9002',
+    'ORPort [2001:db8::1]:9002',
+    'FamilyId pJp9/YTs1SVeGYvOYwKdOCrzyiYK9Oe1lGMXQWSDd78',
+    `FamilyKeyDirectory ${familyKeyDirOf(l)}`,
+    `MyFamily $${fps[0]},$${fps[1]},$${fps[2]}`,
+    'ExitPolicy accept *:443',
+    'ExitPolicy reject *:*',
+    'MaxMemInQueues 1 GB',
+    'ContactInfo ops@example.org',
+  ]) assert.ok(lines.includes(want), `missing "${want}" in\n${t}`);
+  for (const never of ['BridgeRelay', 'ExtORPort', 'OfflineMasterKey']) assert.ok(!t.includes(never), `${never} in a relay torrc`);
+  assert.ok(renderRelayTorrc(cfg('relay:\n  masterKeyDir: /media/keys\n'), l, { id: 'x', members: fps }).includes('\nOfflineMasterKey 1\n'));
+  assert.ok(!renderRelayTorrc(cfg('relay:\n  myFamily: false\n'), l, { id: 'x', members: fps }).includes('MyFamily'));
+});
+
+test('signing certificate expiry is read from tor-cert bytes (hours since the epoch)', () => {
+  const b = Buffer.alloc(32 + 40);
+  b.write('== ed25519v1-cert: type4 ==');
+  b[32] = 1;
+  b[33] = 4;
+  b.writeUInt32BE(498983, 34);
+  assert.equal(signingCertExpiry(b).toISOString(), new Date(498983 * 3600_000).toISOString());
+  assert.throws(() => signingCertExpiry(Buffer.alloc(80)), /bad header/);
+});
+
+test('init makes each relay its own identity with tor and one family key; shared identity and missing family key are refused', async () => {
+  const dir = await tmp('relay-init');
+  try {
+    const file = join(dir, 'bridgectl.yaml');
+    await writeFile(file, RELAY.replace('/var/lib/bridgectl', join(dir, 'data')));
+    const r = await cli(['init', '--config', file]);
+    assert.equal(r.exitCode, 0, r.all);
+    assert.match(r.all ?? '', /FamilyId [A-Za-z0-9+/]{43}/);
+    const c = resolveConfig(parseConfigText(await readFile(file, 'utf8'), file), file);
+    const layouts = [1, 2, 3].map((i) => instanceLayout(c, i));
+    const fps = await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir)));
+    assert.equal(new Set(fps).size, 3, 'three identities');
+    // Our fingerprint reading agrees with tor's.
+    assert.equal(fps[0], await listFingerprint(layouts[0]!.dataDir, 'fam1'));
+    const keys = await Promise.all(layouts.map((l) => readFile(join(familyKeyDirOf(l), 'fam.secret_family_key'))));
+    assert.ok(keys.every((k) => k.equals(keys[0]!)), 'one family key on every instance');
+    assert.deepEqual(await relayProblems(c), []);
+    // Idempotent: a second init changes nothing.
+    const again = await cli(['init', '--config', file]);
+    assert.match(again.all ?? '', /everything was already in place/);
+    assert.deepEqual(await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir))), fps);
+
+    // A family key missing on one instance: refused with its name.
+    await rm(join(familyKeyDirOf(layouts[1]!), 'fam.secret_family_key'));
+    assert.match((await relayProblems(c)).join('\n'), /fam2 has no family key/);
+    const run = await cli(['run', '--config', file]);
+    assert.notEqual(run.exitCode, 0);
+    assert.match(run.all ?? '', /refusing to start the relays:[\s\S]*fam2 has no family key/);
+    await initRelays(c); // puts it back
+    assert.deepEqual(await relayProblems(c), []);
+
+    // An identity copied from one instance to another: refused.
+    await rm(layouts[2]!.keysDir, { recursive: true });
+    await cp(layouts[0]!.keysDir, layouts[2]!.keysDir, { recursive: true });
+    const p = (await relayProblems(c)).join('\n');
+    assert.match(p, /fam1 and fam3 share one identity .* in relay mode every instance needs its own/);
+    await assert.rejects(initRelays(c), /share one identity/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
