@@ -206,8 +206,9 @@ test('a lab client builds circuits through each relay, as guard and as middle, a
   client = await startClient({ name: 'client', dir: cdir, labTorrc: lab.torrcLines, logger: testLogger });
   const ctl = await connectControl(join(cdir, 'control'), join(cdir, 'control_auth_cookie'), 30_000);
   try {
-    await waitFor('the client knows the three relays', async () => {
-      for (const fp of fps.values()) await ctl.getInfo(`ns/id/${fp}`);
+    // Known from the consensus is not enough for EXTENDCIRCUIT: it needs each relay's microdescriptor.
+    await waitFor('the client has the three relays\' microdescriptors', async () => {
+      for (const fp of fps.values()) await ctl.getInfo(`md/id/${fp}`);
       return true;
     }, 60_000, 1000);
     await ctl.command('SETCONF __LeaveStreamsUnattached=1');

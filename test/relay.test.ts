@@ -151,3 +151,63 @@ test('init makes each relay its own identity with tor and one family key; shared
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('offline master keys: init keeps them out of the data directories; doctor flags a certificate about to expire; keys sign renews all, fingerprints kept', async () => {
+  const dir = await tmp('relay-offline');
+  try {
+    const file = join(dir, 'bridgectl.yaml');
+    const master = join(dir, 'usb-stick');
+    const text = (days: number): string =>
+      RELAY.replace('/var/lib/bridgectl', join(dir, 'data')).replace('instances: 3', 'instances: 2') +
+      `relay:\n  masterKeyDir: ${master}\n  signingKeyLifetimeDays: ${days}\n  signingWarnDays: 14\n`;
+    await writeFile(file, text(2));
+    const init = await cli(['init', '--config', file]);
+    assert.equal(init.exitCode, 0, init.all);
+    const c = resolveConfig(parseConfigText(await readFile(file, 'utf8'), file), file);
+    const layouts = [1, 2].map((i) => instanceLayout(c, i));
+    const fps = await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir)));
+    const ed = await Promise.all(layouts.map((l) => readFile(join(l.keysDir, 'ed25519_master_id_public_key'))));
+    for (const l of layouts) {
+      await assert.rejects(readFile(join(l.keysDir, 'ed25519_master_id_secret_key')), /ENOENT/, `${l.name}: master secret key in the data directory`);
+      assert.ok((await readFile(join(master, l.name, 'keys', 'ed25519_master_id_secret_key'))).length > 0);
+    }
+    const certs = await Promise.all(layouts.map((l) => readFile(join(l.keysDir, 'ed25519_signing_cert'))));
+
+    type Report = { ok: boolean; checks: Array<{ id: string; status: string; found: string }> };
+    const doctor = async (): Promise<Report['checks'][number]> => {
+      const r = await cli(['doctor', '--json', '--config', file]);
+      const rep = JSON.parse(r.stdout) as Report;
+      const f = rep.checks.find((x) => x.id === 'relay.signing-cert');
+      assert.ok(f, r.all);
+      assert.equal(rep.checks.find((x) => x.id === 'relay.identities')?.status, 'pass', r.stdout);
+      return f;
+    };
+    const soon = await doctor();
+    assert.equal(soon.status, 'warn', soon.found);
+    assert.match(soon.found, /fam1 expires .* \(\d\.\d days\)/);
+
+    await writeFile(file, text(30));
+    const sign = await cli(['keys', 'sign', '--config', file]);
+    assert.equal(sign.exitCode, 0, sign.all);
+    assert.match(sign.all ?? '', /fam1: new signing certificate[\s\S]*fam2: new signing certificate[\s\S]*no running supervisor/);
+    const after = await Promise.all(layouts.map((l) => readFile(join(l.keysDir, 'ed25519_signing_cert'))));
+    after.forEach((cert, i) => {
+      assert.ok(!cert.equals(certs[i]!), `fam${i + 1}'s certificate renewed`);
+      assert.ok(signingCertExpiry(cert).getTime() > Date.now() + 29 * 86_400_000);
+    });
+    assert.equal((await doctor()).status, 'pass');
+    assert.deepEqual(await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir))), fps, 'RSA fingerprints kept');
+    assert.deepEqual(await Promise.all(layouts.map((l) => readFile(join(l.keysDir, 'ed25519_master_id_public_key')))), ed, 'ed25519 identities kept');
+    // tor itself loads the new keys without its master key.
+    assert.equal(await listFingerprint(layouts[0]!.dataDir, 'fam1', 'tor', ['--OfflineMasterKey', '1']), fps[0]);
+
+    // With one master key missing, nothing is signed.
+    await rm(join(master, 'fam2'), { recursive: true });
+    const refused = await cli(['keys', 'sign', '--config', file]);
+    assert.notEqual(refused.exitCode, 0);
+    assert.match(refused.all ?? '', /fam2: no master key at .*ed25519_master_id_secret_key/);
+    assert.ok((await readFile(join(layouts[0]!.keysDir, 'ed25519_signing_cert'))).equals(after[0]!), 'fam1 untouched');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

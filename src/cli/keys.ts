@@ -3,6 +3,7 @@ import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys
 import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets, initBridge } from './init.js';
+import { signCommand } from './relay-keys.js';
 
 export const KEYS_USAGE = `usage:
   bridgectl keys verify [--config FILE] [--json]
@@ -16,7 +17,10 @@ export const KEYS_USAGE = `usage:
   bridgectl keys rotate-onion [--config FILE] [--drain-seconds N] [--end-grace]
       the running bridge makes one new onion key pair for every twin, keeps the previous pair as .old
       files for keys.graceDays, and restarts the twins one at a time, each drained first (N s, default 30);
-      --end-grace ends the grace period now (previous keys removed, pins back)`;
+      --end-grace ends the grace period now (previous keys removed, pins back)
+  bridgectl keys sign [--config FILE] [--no-restart]
+      relay mode with relay.masterKeyDir: renew every relay's ed25519 signing key and certificate from
+      its master key (tor --keygen), then a rolling restart of the running relays so each loads it`;
 
 export async function keysCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -29,6 +33,8 @@ export async function keysCommand(argv: string[]): Promise<number> {
       return importCommand(rest);
     case 'rotate-onion':
       return rotateOnionCommand(rest);
+    case 'sign':
+      return signCommand(rest);
     default:
       throw new UsageError(KEYS_USAGE);
   }

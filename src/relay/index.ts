@@ -6,3 +6,5 @@ export { initRelays, relayProblems, relayLayouts, familyOf, familyName, type Rel
 export { ensureFamilyKey, readFamilyKey, familyDir, type FamilyKey } from './family.js';
 export { rsaFingerprint, signingCertExpiry, readSigningExpiry, keygenSigning, installSigning, masterDirOf } from './identity.js';
 export { parseNsEntry, type ConsensusEntry } from './consensus.js';
+export { signAll, signingStates, type SignResult, type SigningState } from './sign.js';
+export { relayFindings } from './doctor.js';

@@ -1,0 +1,41 @@
+// Relay mode's parts of `keys` and `doctor`: `keys sign` (offline master keys) and the relay checks.
+import type { ResolvedConfig } from '../config/index.js';
+import { loadConfig } from '../config/index.js';
+import { signAll, relayFindings } from '../relay/index.js';
+import { controlRequest } from '../supervisor/index.js';
+import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../sysctl/index.js';
+import { parse, UsageError } from './args.js';
+import { identityDir, instanceTargets } from './init.js';
+
+export async function signCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { config: { type: 'string' }, 'no-restart': { type: 'boolean' } });
+  const { config } = loadConfig(values.config);
+  if (config.mode !== 'relay') throw new UsageError('keys sign is for mode: relay (a bridge keeps its ed25519 master key online)');
+  const r = await signAll(config);
+  for (const s of r) console.log(`${s.name}: new signing certificate, valid until ${s.expires}`);
+  if (values['no-restart']) return 0;
+  let restarted: string[];
+  try {
+    restarted = ((await controlRequest(config.runtimeDir, 'restart', {}, config.instances * 180_000 + 30_000)) as { restarted: string[] }).restarted;
+  } catch (e) {
+    if (/^no supervisor is running/.test((e as Error).message)) {
+      console.log('no running supervisor: the relays load the new certificates when they start');
+      return 0;
+    }
+    throw e;
+  }
+  console.log(`restarted ${restarted.join(', ')} one at a time; each loaded its new certificate (fingerprints unchanged)`);
+  return 0;
+}
+
+/** The bridge doctor's system checks, with the twin-identity check replaced by the relay checks. */
+export async function relayDoctor(c: ResolvedConfig, file: string, sessions: number, limitsFile?: string, user?: string): Promise<DoctorReport> {
+  const base = await runDoctor(
+    { configFile: file, config: c, identityDir: identityDir(c), instances: instanceTargets(c), sessionsPerInstance: sessions, limitsFile, user },
+    // Relays have no shared identity to verify; relayFindings checks theirs.
+    { ...defaultDoctorIo(), verify: async () => ({ ok: true, fingerprint: 'one per relay', problems: [] }) },
+  );
+  const checks = [...base.checks.filter((f) => f.id !== 'keys.fingerprint'), ...(await relayFindings(c, file))];
+  const counts = countByStatus(checks);
+  return { ...base, checks, counts, ok: counts.fail === 0 };
+}
