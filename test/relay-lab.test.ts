@@ -264,3 +264,27 @@ test('add-instance: a fourth relay joins consensus and family, the others declar
   );
   for (const [n, pids] of before) assert.deepEqual(torPids(n), pids, `${n} was not restarted`);
 });
+
+test('status shows each relay\'s flags and weight once listed; a rolling restart keeps every fingerprint', { timeout: 120_000 }, async () => {
+  let last = '';
+  const text = await waitFor(
+    'flags of all three relays in status',
+    async () => {
+      const r = await cli(['status', '--config', configFile]);
+      last = r.stdout;
+      return [...fps].every(([n, fp]) => new RegExp(`^${n} +running .*\\bRunning\\b.* +\\d+ +.* ${fp}$`, 'm').test(r.stdout)) ? r.stdout : null;
+    },
+    60_000,
+    1000,
+  ).catch((e: Error) => assert.fail(`${e.message}; last status:\n${last}`));
+  assert.match(text, /^relay family labrelay .*FamilyId \S+/m);
+  const before = [...fps.keys()].map((n) => torPids(n)[0]);
+  const { controlRequest } = await import('../src/supervisor/index.js');
+  const { loadConfig } = await import('../src/config/index.js');
+  const r = (await controlRequest(loadConfig(configFile).config.runtimeDir, 'restart', {}, 100_000)) as { restarted: string[] };
+  assert.deepEqual(r.restarted, [...fps.keys()]);
+  const after = [...fps.keys()].map((n) => torPids(n)[0]);
+  after.forEach((p, i) => assert.notEqual(p, before[i], 'a new tor process'));
+  const st = JSON.parse((await cli(['status', '--json', '--config', configFile])).stdout) as { instances: Array<{ name: string; fingerprint: string; state: string }> };
+  assert.deepEqual(st.instances.map((i) => [i.name, i.fingerprint, i.state]), [...fps].map(([n, f]) => [n, f, 'running']));
+});

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfigText, resolveConfig, ConfigError, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
-import { renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
+import { parseNsEntry, renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
 import { listFingerprint } from '../src/tor/index.js';
 import { cli, tmp } from './helpers.js';
 
@@ -210,4 +210,10 @@ test('offline master keys: init keeps them out of the data directories; doctor f
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a relay\'s consensus entry from GETINFO ns/id (as the control client joins its data block)', () => {
+  const e = parseNsEntry('ns/id/AAAA=r labrelay1 q83v dGVzdA 2038-01-01 00:00:00 127.0.0.1 9001 0\ns Fast Guard Running Stable Valid\nw Bandwidth=20');
+  assert.deepEqual(e, { nickname: 'labrelay1', flags: ['Fast', 'Guard', 'Running', 'Stable', 'Valid'], weight: 20 });
+  assert.equal(parseNsEntry(''), null);
 });

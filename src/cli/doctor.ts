@@ -2,7 +2,7 @@ import { loadConfig } from '../config/index.js';
 import { DEFAULT_SESSIONS_PER_INSTANCE, formatReport, runDoctor } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
-import { relayDoctor } from './relay-keys.js';
+import { relayDoctor } from './relay.js';
 
 export const DOCTOR_USAGE = `usage: bridgectl doctor [--config FILE] [--json] [--expected-sessions N] [--pid PID] [--user NAME]
 Checks the kernel, the limits, the keys and tor against what the bridge needs, and prints the fix

@@ -3,7 +3,7 @@ import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys
 import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets, initBridge } from './init.js';
-import { signCommand } from './relay-keys.js';
+import { signCommand } from './relay.js';
 
 export const KEYS_USAGE = `usage:
   bridgectl keys verify [--config FILE] [--json]

@@ -25,6 +25,8 @@ commands:
   keys import FILE [--force] [--config FILE]
                                   install an exported identity into dataDir and every instance (then what init does);
                                   other keys: refused, or moved aside with --force
+  keys sign [--no-restart] [--config FILE]
+                                  relay mode, offline master keys: renew every relay's signing certificate
   status [--json] [--config FILE] the running supervisor's view of instances, balancer and transport
   add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
   remove-instance [NAME] [--drain-seconds N]

@@ -1,6 +1,8 @@
 import { loadConfig } from '../config/index.js';
 import { controlRequest, type BridgeStatus } from '../supervisor/index.js';
 import { parse } from './args.js';
+import { formatRelayStatus } from './relay.js';
+import type { RelaysStatus } from '../relay/index.js';
 
 function human(n: number): string {
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -59,7 +61,8 @@ export function formatStatus(s: BridgeStatus): string {
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' }, json: { type: 'boolean', default: false } });
   const { config } = loadConfig(values.config);
-  const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus;
-  console.log(values.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus | RelaysStatus;
+  const relay = 'mode' in s && s.mode === 'relay';
+  console.log(values.json ? JSON.stringify(s, null, 2) : relay ? formatRelayStatus(s, table) : formatStatus(s));
   return 0;
 }

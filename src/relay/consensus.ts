@@ -7,7 +7,8 @@ export interface ConsensusEntry {
 }
 
 export function parseNsEntry(text: string): ConsensusEntry | null {
-  const lines = text.split('\n').map((l) => l.trim());
+  // The reply's data block follows the key: "ns/id/FP=r nick ..." on the first line.
+  const lines = text.replace(/^ns\/[^=\s]*=/, '').split('\n').map((l) => l.trim());
   const r = lines.find((l) => l.startsWith('r '));
   if (!r) return null;
   const flags = lines.find((l) => l.startsWith('s '))?.slice(2).split(' ').filter(Boolean) ?? [];

@@ -1,7 +1,7 @@
-// Relay mode's parts of `keys` and `doctor`: `keys sign` (offline master keys) and the relay checks.
+// Relay mode's parts of the CLI: `keys sign` (offline master keys), the relay checks of doctor, the status table.
 import type { ResolvedConfig } from '../config/index.js';
 import { loadConfig } from '../config/index.js';
-import { signAll, relayFindings } from '../relay/index.js';
+import { signAll, relayFindings, type RelaysStatus } from '../relay/index.js';
 import { controlRequest } from '../supervisor/index.js';
 import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
@@ -38,4 +38,34 @@ export async function relayDoctor(c: ResolvedConfig, file: string, sessions: num
   const checks = [...base.checks.filter((f) => f.id !== 'keys.fingerprint'), ...(await relayFindings(c, file))];
   const counts = countByStatus(checks);
   return { ...base, checks, counts, ok: counts.fail === 0 };
+}
+
+function human(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${u[i]}`;
+}
+
+/** `bridgectl status` for relays: per relay its fingerprint, bootstrap, flags and weight once listed, traffic. */
+export function formatRelayStatus(s: RelaysStatus, table: (rows: string[][]) => string): string {
+  const rows = [['RELAY', 'STATE', 'PID', 'BOOT', 'RESTARTS', 'FLAGS', 'WEIGHT', 'READ', 'WRITTEN', 'FINGERPRINT']];
+  for (const i of s.instances) {
+    rows.push([
+      i.name,
+      i.state,
+      String(i.pid ?? '-'),
+      `${i.bootstrap}%`,
+      String(i.restarts),
+      i.consensus ? i.consensus.flags.join(',') || '(none)' : 'not listed yet',
+      i.consensus?.weight === null || !i.consensus ? '-' : String(i.consensus.weight),
+      human(i.bytesIn),
+      human(i.bytesOut),
+      i.fingerprint ?? '-',
+    ]);
+  }
+  return [`relay family ${s.nickname} (supervisor pid ${s.pid}, ${s.ready ? 'ready' : 'not ready'}), FamilyId ${s.familyId}`, table(rows)].join('\n');
 }
