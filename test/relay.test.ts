@@ -3,7 +3,7 @@
 // missing family key) with keys made by the real tor.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfigText, resolveConfig, ConfigError, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
 import { parseNsEntry, renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
@@ -131,6 +131,34 @@ test('init makes each relay its own identity with tor and one family key; shared
     const again = await cli(['init', '--config', file]);
     assert.match(again.all ?? '', /everything was already in place/);
     assert.deepEqual(await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir))), fps);
+
+    // keys export/import: every relay's identity and the family key move to another data directory.
+    const archive = join(dir, 'relays.keys');
+    const ex = await cli(['keys', 'export', archive, '--config', file]);
+    assert.equal(ex.exitCode, 0, ex.all);
+    assert.equal((await stat(archive)).mode & 0o777, 0o600);
+    const fileB = join(dir, 'b.yaml');
+    await writeFile(fileB, RELAY.replace('/var/lib/bridgectl', join(dir, 'dataB')));
+    const im = await cli(['keys', 'import', archive, '--config', fileB]);
+    assert.equal(im.exitCode, 0, im.all);
+    const cB = resolveConfig(parseConfigText(await readFile(fileB, 'utf8'), fileB), fileB);
+    const layoutsB = [1, 2, 3].map((i) => instanceLayout(cB, i));
+    assert.deepEqual(await Promise.all(layoutsB.map((l) => rsaFingerprint(l.keysDir))), fps, 'same identities after import');
+    assert.match(im.all ?? '', new RegExp(`FamilyId ${(/FamilyId (\S+)/.exec(r.all ?? '')?.[1] ?? 'x').replace(/[+/]/g, '\\$&')}`));
+    assert.deepEqual(await relayProblems(cB), []);
+    assert.match((await cli(['keys', 'import', archive, '--config', fileB])).all ?? '', /nothing to do/);
+    // A corrupt archive, and an archive over another identity, are refused and change nothing.
+    const text = await readFile(archive, 'utf8');
+    const a = JSON.parse(text) as { relays: Array<{ files: Array<{ data: string }> }> };
+    a.relays[0]!.files[0]!.data = Buffer.from('x').toString('base64');
+    await writeFile(join(dir, 'bad.keys'), JSON.stringify(a));
+    assert.match((await cli(['keys', 'import', join(dir, 'bad.keys'), '--config', fileB])).all ?? '', /does not match its digest/);
+    await rm(layoutsB[0]!.keysDir, { recursive: true });
+    await cp(layoutsB[1]!.keysDir, layoutsB[0]!.keysDir, { recursive: true });
+    const other = await cli(['keys', 'import', archive, '--config', fileB]);
+    assert.notEqual(other.exitCode, 0);
+    assert.match(other.all ?? '', /fam1 already has another identity .* move .* aside first/);
+    assert.equal(await rsaFingerprint(layoutsB[0]!.keysDir), fps[1], 'nothing changed');
 
     // A family key missing on one instance: refused with its name.
     await rm(join(familyKeyDirOf(layouts[1]!), 'fam.secret_family_key'));

@@ -3,7 +3,7 @@ import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys
 import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets, initBridge } from './init.js';
-import { signCommand } from './relay.js';
+import { signCommand, relayExport, relayImport } from './relay.js';
 
 export const KEYS_USAGE = `usage:
   bridgectl keys verify [--config FILE] [--json]
@@ -69,6 +69,7 @@ async function exportCommand(argv: string[]): Promise<number> {
   );
   const file = oneFile(positionals, 'export');
   const { config } = loadConfig(values.config);
+  if (config.mode === 'relay') return relayExport(config, file, values.force ?? false);
   try {
     const archive = await exportKeys({
       identityDir: identityDir(config),
@@ -96,6 +97,7 @@ async function importCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { config: { type: 'string' }, force: { type: 'boolean' } }, true);
   const file = oneFile(positionals, 'import');
   const { config } = loadConfig(values.config);
+  if (config.mode === 'relay') return relayImport(config, file);
   try {
     const archive = await readKeyArchive(file);
     const r = await importKeys({

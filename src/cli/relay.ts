@@ -1,7 +1,17 @@
 // Relay mode's parts of the CLI: `keys sign` (offline master keys), the relay checks of doctor, the status table.
 import type { ResolvedConfig } from '../config/index.js';
 import { loadConfig } from '../config/index.js';
-import { signAll, relayFindings, type RelaysStatus } from '../relay/index.js';
+import { readFile } from 'node:fs/promises';
+import {
+  signAll,
+  relayFindings,
+  exportRelayKeys,
+  writeRelayArchive,
+  parseRelayArchive,
+  importRelayKeys,
+  initRelays,
+  type RelaysStatus,
+} from '../relay/index.js';
 import { controlRequest } from '../supervisor/index.js';
 import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
@@ -68,4 +78,25 @@ export function formatRelayStatus(s: RelaysStatus, table: (rows: string[][]) => 
     ]);
   }
   return [`relay family ${s.nickname} (supervisor pid ${s.pid}, ${s.ready ? 'ready' : 'not ready'}), FamilyId ${s.familyId}`, table(rows)].join('\n');
+}
+
+/** `keys export FILE` in relay mode: every relay's identity and the family key. */
+export async function relayExport(c: ResolvedConfig, file: string, force: boolean): Promise<number> {
+  const a = await exportRelayKeys(c);
+  await writeRelayArchive(file, a, force);
+  console.log(`wrote ${file} (mode 0600): family ${c.nickname} (FamilyId ${a.familyId}), ${a.relays.length} relays`);
+  for (const r of a.relays) console.log(`  ${r.name} ${r.fingerprint}: ${r.files.map((f) => f.name).join(', ')}`);
+  console.log("  it holds the relays' secret keys: keep it private");
+  return 0;
+}
+
+/** `keys import FILE` in relay mode: install it, then what init does. */
+export async function relayImport(c: ResolvedConfig, file: string): Promise<number> {
+  const a = parseRelayArchive(await readFile(file, 'utf8'), file);
+  const actions = await importRelayKeys(c, a);
+  const init = await initRelays(c);
+  console.log(`family ${c.nickname}: FamilyId ${init.familyId}, ${init.members.length} relays from ${file}`);
+  for (const x of [...actions, ...init.actions]) console.log(`  ${x}`);
+  if (!actions.length && !init.actions.length) console.log('  nothing to do');
+  return 0;
 }

@@ -8,3 +8,4 @@ export { rsaFingerprint, signingCertExpiry, readSigningExpiry, keygenSigning, in
 export { parseNsEntry, type ConsensusEntry } from './consensus.js';
 export { signAll, signingStates, type SignResult, type SigningState } from './sign.js';
 export { relayFindings } from './doctor.js';
+export { exportRelayKeys, writeRelayArchive, parseRelayArchive, importRelayKeys, RELAY_ARCHIVE_FORMAT, type RelayArchive } from './archive.js';
