@@ -64,7 +64,16 @@ export async function runCommand(argv: string[]): Promise<number> {
         ? bridge.endOnionGrace()
         : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined });
     },
-    ...(relay ? { restart: async () => ({ restarted: await (bridge as Relays).rollingRestart() }) } : {}),
+    // Relay mode's rolling restart, answering as the ops branch's `bridgectl restart` expects.
+    ...(relay
+      ? {
+          restart: async (args: Record<string, unknown>) => {
+            const startedAt = new Date().toISOString();
+            const bootstrapMs = typeof args.bootstrapMs === 'number' ? args.bootstrapMs : undefined;
+            return { restarted: await (bridge as Relays).rollingRestart(bootstrapMs), alreadyDone: [], startedAt };
+          },
+        }
+      : {}),
   };
   const bridge: Bridge | Relays = relay ? new Relays(config, logger, handlers) : new Bridge(config, logger, handlers);
 
