@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { stringify } from 'yaml';
-import { startLab, startClient, type Lab, type LabClient } from '../src/lab/index.js';
+import { startLab, startClient, freePort, type Lab, type LabClient } from '../src/lab/index.js';
 import { connectControl, type TorControl } from '../src/tor/index.js';
 import { SocksClient } from 'socks';
 import { cli, cliBackground, pidsWith, procName, tmp, waitFor, testLogger } from './helpers.js';
@@ -22,6 +22,7 @@ let configFile: string;
 let dataDir: string;
 let sup: ReturnType<typeof cliBackground>;
 let client: LabClient | null = null;
+let metricsPort = 0;
 const fps = new Map<string, string>();
 
 const torPids = (name = ''): number[] => pidsWith(join(dataDir, 'instances', name)).filter((p) => procName(p) === 'tor');
@@ -98,6 +99,7 @@ before(async () => {
       contactInfo: 'lab@localhost',
       torrc: [...lab.torrcLines, 'Address 127.0.0.1', 'AssumeReachable 1'].join('\n') + '\n',
       restart: { initialDelayMs: 300 },
+      metrics: { listen: `127.0.0.1:${(metricsPort = await freePort())}` },
       logLevel: 'debug',
     }),
   );
@@ -150,7 +152,17 @@ test('three relays: separate identities in the lab consensus, one declared famil
   assert.equal(ids.length, 3, mds);
   assert.ok(ids.every((x) => x === ids[0] && x!.includes(familyId!.replace(/=$/, ''))), `family-ids ${ids.join(' | ')} vs FamilyId ${familyId}`);
 
-  const st = JSON.parse((await cli(['status', '--json', '--config', configFile])).stdout) as { mode: string; instances: Array<{ name: string; fingerprint: string; state: string }> };
+  // Listed by the authorities can come before each tor reports itself bootstrapped: wait for that.
+  type St = { mode: string; instances: Array<{ name: string; fingerprint: string; state: string }> };
+  const st = await waitFor(
+    'status: three relays running',
+    async () => {
+      const s = JSON.parse((await cli(['status', '--json', '--config', configFile])).stdout) as St;
+      return s.instances.every((i) => i.state === 'running') ? s : null;
+    },
+    60_000,
+    500,
+  );
   assert.equal(st.mode, 'relay');
   assert.deepEqual(st.instances.map((i) => [i.name, i.fingerprint, i.state]), [...fps].map(([n, f]) => [n, f, 'running']));
 });
@@ -278,6 +290,19 @@ test('status shows each relay\'s flags and weight once listed; a rolling restart
     1000,
   ).catch((e: Error) => assert.fail(`${e.message}; last status:\n${last}`));
   assert.match(text, /^relay family labrelay .*FamilyId \S+/m);
+  // Metrics: bridgectl's per-relay gauges and every relay's own tor MetricsPort, labelled per relay.
+  const scrape = await new Promise<string>((resolve, reject) =>
+    http.get({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (b += d));
+      res.on('end', () => resolve(b));
+    }).on('error', reject),
+  );
+  for (const n of fps.keys()) {
+    assert.match(scrape, new RegExp(`^bridgectl_instance_up\\{instance="${n}"\\} 1$`, 'm'), `${n} up in metrics`);
+    assert.match(scrape, new RegExp(`^tor_\\w+\\{[^}]*instance="${n}"`, 'm'), `${n}'s tor metrics`);
+  }
   const before = [...fps.keys()].map((n) => torPids(n)[0]);
   const { controlRequest } = await import('../src/supervisor/index.js');
   const { loadConfig } = await import('../src/config/index.js');

@@ -208,6 +208,10 @@ test('offline master keys: init keeps them out of the data directories; doctor f
       const f = rep.checks.find((x) => x.id === 'relay.signing-cert');
       assert.ok(f, r.all);
       assert.equal(rep.checks.find((x) => x.id === 'relay.identities')?.status, 'pass', r.stdout);
+      const per = rep.checks.find((x) => x.id === 'relay.per-address');
+      assert.equal(per?.status, 'pass', r.stdout);
+      assert.equal(per?.found, '2 on 192.0.2.10');
+      assert.ok(!rep.checks.some((x) => x.id === 'keys.fingerprint'), 'no twin-identity check in relay mode');
       return f;
     };
     const soon = await doctor();
