@@ -81,7 +81,8 @@ test('relay torrc: own nickname and ORPorts, FamilyId and its key directory, MyF
   const c = cfg('orPort6: "[2001:db8::1]:9001"\nrelay:\n  exitPolicy: ["accept *:443", "reject *:*"]\n');
   const fps = ['A'.repeat(40), 'B'.repeat(40), 'C'.repeat(40)];
   const l = instanceLayout(c, 2);
-  const t = renderRelayTorrc(c, l, { id: 'pJp9/YTs1SVeGYvOYwKdOCrzyiYK9Oe1lGMXQWSDd78', members: fps });
+  const members = fps.map((fingerprint, i) => ({ name: `fam${i + 1}`, fingerprint }));
+  const t = renderRelayTorrc(c, l, { id: 'pJp9/YTs1SVeGYvOYwKdOCrzyiYK9Oe1lGMXQWSDd78', members });
   const lines = t.split('\n');
   for (const want of [
     'Nickname fam2',
@@ -89,15 +90,15 @@ test('relay torrc: own nickname and ORPorts, FamilyId and its key directory, MyF
     'ORPort [2001:db8::1]:9002',
     'FamilyId pJp9/YTs1SVeGYvOYwKdOCrzyiYK9Oe1lGMXQWSDd78',
     `FamilyKeyDirectory ${familyKeyDirOf(l)}`,
-    `MyFamily $${fps[0]},$${fps[1]},$${fps[2]}`,
+    `MyFamily $${fps[0]},$${fps[2]}`, // every other member
     'ExitPolicy accept *:443',
     'ExitPolicy reject *:*',
     'MaxMemInQueues 1 GB',
     'ContactInfo ops@example.org',
   ]) assert.ok(lines.includes(want), `missing "${want}" in\n${t}`);
   for (const never of ['BridgeRelay', 'ExtORPort', 'OfflineMasterKey']) assert.ok(!t.includes(never), `${never} in a relay torrc`);
-  assert.ok(renderRelayTorrc(cfg('relay:\n  masterKeyDir: /media/keys\n'), l, { id: 'x', members: fps }).includes('\nOfflineMasterKey 1\n'));
-  assert.ok(!renderRelayTorrc(cfg('relay:\n  myFamily: false\n'), l, { id: 'x', members: fps }).includes('MyFamily'));
+  assert.ok(renderRelayTorrc(cfg('relay:\n  masterKeyDir: /media/keys\n'), l, { id: 'x', members }).includes('\nOfflineMasterKey 1\n'));
+  assert.ok(!renderRelayTorrc(cfg('relay:\n  myFamily: false\n'), l, { id: 'x', members }).includes('MyFamily'));
 });
 
 test('signing certificate expiry is read from tor-cert bytes (hours since the epoch)', () => {
@@ -131,6 +132,13 @@ test('init makes each relay its own identity with tor and one family key; shared
     const again = await cli(['init', '--config', file]);
     assert.match(again.all ?? '', /everything was already in place/);
     assert.deepEqual(await Promise.all(layouts.map((l) => rsaFingerprint(l.keysDir))), fps);
+
+    // render torrc shows what relay 2's tor reads: its family, from the keys on disk.
+    const rendered = (await cli(['render', 'torrc', '2', '--config', file])).stdout;
+    assert.match(rendered, /^Nickname fam2$/m);
+    assert.match(rendered, /^ORPort 192\.0\.2\.10:9002$/m);
+    assert.match(rendered, /^FamilyId [A-Za-z0-9+/]{43}$/m);
+    assert.ok(rendered.includes(`MyFamily $${fps[0]},$${fps[2]}\n`), rendered);
 
     // keys export/import: every relay's identity and the family key move to another data directory.
     const archive = join(dir, 'relays.keys');

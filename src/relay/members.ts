@@ -62,10 +62,10 @@ export async function relayProblems(c: ResolvedConfig, layouts: InstanceLayout[]
 }
 
 /** The current family: its id and every member's fingerprint. */
-export async function familyOf(c: ResolvedConfig, layouts: InstanceLayout[]): Promise<{ key: FamilyKey; members: string[] }> {
+export async function familyOf(c: ResolvedConfig, layouts: InstanceLayout[]): Promise<{ key: FamilyKey; members: Array<{ name: string; fingerprint: string }> }> {
   const key = await readFamilyKey(c.dataDir, familyName(c));
   if (!key) throw new Error('there is no family key; run "bridgectl init"');
-  const members: string[] = [];
-  for (const l of layouts) members.push(await rsaFingerprint(l.keysDir));
+  const members: Array<{ name: string; fingerprint: string }> = [];
+  for (const l of layouts) members.push({ name: l.name, fingerprint: await rsaFingerprint(l.keysDir) });
   return { key, members };
 }

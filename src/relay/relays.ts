@@ -241,7 +241,7 @@ export class Relays extends EventEmitter<{ ready: []; fatal: [string] }> {
       ready: this.readySent,
       cpuShare: this.cpu.share(process.pid, this.startedAt, now),
       familyId: this.family.id,
-      family: [...this.family.members],
+      family: this.family.members.map((m) => m.fingerprint),
       instances: this.twins.status().sort((a, b) => a.index - b.index).map((s) => {
         const o = this.observed.get(s.name);
         return {

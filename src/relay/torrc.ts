@@ -4,8 +4,8 @@ import { orPortFor, type InstanceLayout, type ResolvedConfig } from '../config/i
 export interface FamilyView {
   /** FamilyId (tor >= 0.4.9): the family key's public id. */
   id: string;
-  /** Every member's RSA fingerprint (MyFamily, for older tors), in instance order. */
-  members: string[];
+  /** Every member and its RSA fingerprint (MyFamily, for older tors), in instance order. */
+  members: Array<{ name: string; fingerprint: string }>;
 }
 
 function oneLine(key: string, v: string): string {
@@ -22,7 +22,7 @@ export function renderRelayTorrc(c: ResolvedConfig, l: InstanceLayout, family: F
   const v4 = orPortFor(c.orPort, l.index);
   if (!v4) throw new Error(`no ORPort for instance ${l.index} (orPort lists fewer ports than instances)`);
   const v6 = orPortFor(c.orPort6, l.index);
-  const others = family.members.filter((fp) => fp !== '');
+  const others = family.members.filter((m) => m.name !== l.name).map((m) => m.fingerprint);
   const lines = [
     `# Relay ${l.name} (${l.index} of ${c.instances}) of the family ${c.nickname}, rendered by bridgectl.`,
     '# Do not edit: edit the bridgectl config (its "torrc" key adds lines to every instance).',
