@@ -2,6 +2,7 @@ import { loadConfig } from '../config/index.js';
 import { DEFAULT_SESSIONS_PER_INSTANCE, formatReport, runDoctor } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
+import { relayDoctor } from './relay.js';
 
 export const DOCTOR_USAGE = `usage: bridgectl doctor [--config FILE] [--json] [--expected-sessions N] [--pid PID] [--user NAME]
 Checks the kernel, the limits, the keys and tor against what the bridge needs, and prints the fix
@@ -30,6 +31,11 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   if (!/^[1-9]\d*$/.test(sessions)) throw new UsageError(`--expected-sessions must be a positive integer (got "${sessions}")`);
   if (values.pid !== undefined && !/^[1-9]\d*$/.test(values.pid)) throw new UsageError(`--pid must be a process id (got "${values.pid}")`);
   const { config, file } = loadConfig(values.config);
+  if (config.mode === 'relay') {
+    const r = await relayDoctor(config, file, Number(sessions), values.pid ? `/proc/${values.pid}/limits` : undefined, values.user);
+    console.log(values.json ? JSON.stringify(r, null, 2) : formatReport(r));
+    return r.ok ? 0 : 1;
+  }
   const report = await runDoctor({
     configFile: file,
     config,

@@ -6,6 +6,7 @@ import { listFingerprint } from '../tor/index.js';
 import { stat } from 'node:fs/promises';
 import { createCookieFile, readCookieFile } from '../extor-cookie/index.js';
 import { parse } from './args.js';
+import { initRelays } from '../relay/index.js';
 
 export { identityDir };
 
@@ -53,6 +54,18 @@ export async function initCommand(argv: string[]): Promise<number> {
   // Run as root on a dataDir that belongs to the service user (the package's /var/lib/bridgectl):
   // what init makes is given to that user, or the service could not use it.
   const owner = await serviceOwner(config);
+  if (config.mode === 'relay') {
+    const r = await initRelays(config);
+    console.log(`relay family ${config.nickname} (${file}): FamilyId ${r.familyId}`);
+    for (const m of r.members) console.log(`  ${m.name} ${m.fingerprint}`);
+    if (owner) {
+      await chownTree(config.dataDir, owner.uid, owner.gid);
+      r.actions.push(`gave everything under ${config.dataDir} to its owner (uid ${owner.uid}), the service's user`);
+    }
+    for (const a of r.actions) console.log(`  ${a}`);
+    if (!r.actions.length) console.log('  everything was already in place');
+    return 0;
+  }
   const r = await initBridge(config);
   if (owner) {
     await chownTree(config.dataDir, owner.uid, owner.gid);

@@ -3,6 +3,7 @@ import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys
 import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets, initBridge } from './init.js';
+import { signCommand, relayExport, relayImport } from './relay.js';
 
 export const KEYS_USAGE = `usage:
   bridgectl keys verify [--config FILE] [--json]
@@ -16,7 +17,10 @@ export const KEYS_USAGE = `usage:
   bridgectl keys rotate-onion [--config FILE] [--drain-seconds N] [--end-grace]
       the running bridge makes one new onion key pair for every twin, keeps the previous pair as .old
       files for keys.graceDays, and restarts the twins one at a time, each drained first (N s, default 30);
-      --end-grace ends the grace period now (previous keys removed, pins back)`;
+      --end-grace ends the grace period now (previous keys removed, pins back)
+  bridgectl keys sign [--config FILE] [--no-restart]
+      relay mode with relay.masterKeyDir: renew every relay's ed25519 signing key and certificate from
+      its master key (tor --keygen), then a rolling restart of the running relays so each loads it`;
 
 export async function keysCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -29,6 +33,8 @@ export async function keysCommand(argv: string[]): Promise<number> {
       return importCommand(rest);
     case 'rotate-onion':
       return rotateOnionCommand(rest);
+    case 'sign':
+      return signCommand(rest);
     default:
       throw new UsageError(KEYS_USAGE);
   }
@@ -63,6 +69,7 @@ async function exportCommand(argv: string[]): Promise<number> {
   );
   const file = oneFile(positionals, 'export');
   const { config } = loadConfig(values.config);
+  if (config.mode === 'relay') return relayExport(config, file, values.force ?? false);
   try {
     const archive = await exportKeys({
       identityDir: identityDir(config),
@@ -90,6 +97,7 @@ async function importCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { config: { type: 'string' }, force: { type: 'boolean' } }, true);
   const file = oneFile(positionals, 'import');
   const { config } = loadConfig(values.config);
+  if (config.mode === 'relay') return relayImport(config, file);
   try {
     const archive = await readKeyArchive(file);
     const r = await importKeys({

@@ -31,6 +31,8 @@ commands:
                                   other keys: refused, or moved aside with --force
   status [--json] [--watch] [--config FILE]
                                   the running supervisor's view of twins, balancer and transport (--watch: live)
+  keys sign [--no-restart] [--config FILE]
+                                  relay mode, offline master keys: renew every relay's signing certificate
   add-instance [--config FILE]    the running supervisor adds a twin (and updates the config file)
   remove-instance [NAME] [--drain-seconds N]
                                   drain one twin (default: the last), then stop it

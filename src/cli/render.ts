@@ -3,6 +3,7 @@ import { renderHaproxy, renderSystemdUnit } from '../deploy/index.js';
 import { renderInstanceTorrc } from '../supervisor/index.js';
 import { renderModulesLoadConf, renderSysctlConf } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
+import { familyOf, relayLayouts, renderRelayTorrc } from '../relay/index.js';
 
 export const RENDER_USAGE = `usage: bridgectl render systemd [--bin PATH] [--unit-config FILE] [--user NAME]
        bridgectl render sysctl
@@ -41,6 +42,11 @@ export async function renderCommand(argv: string[]): Promise<number> {
       const { config } = loadConfig(values.config);
       const n = Number(positionals[0]);
       if (n < 1 || n > config.instances) throw new UsageError(`instance ${n} does not exist: the config has instances 1..${config.instances}`);
+      if (config.mode === 'relay') {
+        // A relay's torrc names the family: its id and every member's fingerprint, from the keys on disk.
+        const f = await familyOf(config, relayLayouts(config));
+        return out(renderRelayTorrc(config, instanceLayout(config, n), { id: f.key.id, members: f.members }));
+      }
       return out(renderInstanceTorrc(config, instanceLayout(config, n)));
     }
     case '-h':

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { loadConfig, setInstancesInFile, saveInstanceCount, clearInstanceCount, parseConfigText, ConfigError, type ResolvedConfig } from '../config/index.js';
 import { verifyIdentity } from '../keysync/index.js';
 import { Bridge, preflight } from '../supervisor/index.js';
+import { Relays } from '../relay/index.js';
 import { parse, makeLogger } from './args.js';
 import { printError } from '../log/index.js';
 import { identityDir, instanceTargets } from './init.js';
@@ -12,7 +13,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { config, file } = loadConfig(values.config);
   const logger = makeLogger(config.logLevel);
   await preflight(config);
-  const keys = await verifyIdentity(identityDir(config), instanceTargets(config));
+  // Relay mode: each relay its own identity (Relays checks them and the family key at start).
+  const relay = config.mode === 'relay';
+  const keys = relay ? { ok: true, fingerprint: 'one per relay', problems: [] } : await verifyIdentity(identityDir(config), instanceTargets(config));
   if (!keys.ok) {
     throw new Error(`the instances do not share one pinned identity; run "bridgectl init" first:\n  ${keys.problems.join('\n  ')}`);
   }
@@ -55,13 +58,13 @@ export async function runCommand(argv: string[]): Promise<number> {
   };
   const reloadQuietly = (why: string): void => void reloadFromFile(why).catch(() => undefined);
 
-  const bridge: Bridge = new Bridge(config, logger, {
+  const handlers = {
     'add-instance': async () => {
       const st = await bridge.addInstance();
       await writeInstances(bridge.twins.status().length);
       return { added: st.name };
     },
-    'remove-instance': async (args) => {
+    'remove-instance': async (args: Record<string, unknown>) => {
       const name = typeof args.name === 'string' ? args.name : undefined;
       const drainMs = typeof args.drainMs === 'number' ? args.drainMs : 30_000;
       const removed = await bridge.removeInstance(name, drainMs);
@@ -69,16 +72,29 @@ export async function runCommand(argv: string[]): Promise<number> {
       return { removed };
     },
     reload: async () => ({ changes: await reloadFromFile('control'), instances: bridge.twins.status().length }),
-    restart: async (args) =>
-      bridge.restartTwins({
+    restart: async (args: Record<string, unknown>) =>
+      (bridge as Bridge).restartTwins({
         drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined,
         bootstrapMs: typeof args.bootstrapMs === 'number' ? args.bootstrapMs : undefined,
       }),
-    'rotate-onion': async (args) =>
-      args.endGrace === true
+    'rotate-onion': async (args: Record<string, unknown>) => {
+      if (!(bridge instanceof Bridge)) throw new Error('relays rotate their own onion keys; there is nothing to coordinate in relay mode');
+      return args.endGrace === true
         ? bridge.endOnionGrace()
-        : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined }),
-  });
+        : bridge.rotateOnionKeys({ drainMs: typeof args.drainMs === 'number' ? args.drainMs : undefined });
+    },
+    // Relay mode's rolling restart, answering as the ops branch's `bridgectl restart` expects.
+    ...(relay
+      ? {
+          restart: async (args: Record<string, unknown>) => {
+            const startedAt = new Date().toISOString();
+            const bootstrapMs = typeof args.bootstrapMs === 'number' ? args.bootstrapMs : undefined;
+            return { restarted: await (bridge as Relays).rollingRestart(bootstrapMs), alreadyDone: [], startedAt };
+          },
+        }
+      : {}),
+  };
+  const bridge: Bridge | Relays = relay ? new Relays(config, logger, handlers) : new Bridge(config, logger, handlers);
 
   let stopping = false;
   const done = new Promise<number>((resolve) => {
@@ -106,7 +122,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (config.instancesOverride) {
     logger.info({ file: config.instancesOverride.file, configInstances: config.instancesOverride.configInstances }, `running ${config.instances} instances, the count saved at run time (the config says ${config.instancesOverride.configInstances})`);
   }
-  logger.info({ config: file, instances: config.instances, fingerprint: keys.fingerprint }, 'starting bridge');
+  logger.info({ config: file, mode: config.mode, instances: config.instances, fingerprint: keys.fingerprint }, relay ? 'starting relays' : 'starting bridge');
   try {
     await bridge.start();
   } catch (e) {

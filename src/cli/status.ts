@@ -1,6 +1,8 @@
 import { loadConfig } from '../config/index.js';
 import { controlRequest, type BridgeStatus } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
+import { formatRelayStatus } from './relay.js';
+import type { RelaysStatus } from '../relay/index.js';
 import { restartLine } from './restart.js';
 import { balancerLine, dur, human, pct, table, transportLine, twinState, watchFrame } from './status-view.js';
 
@@ -40,10 +42,13 @@ export async function statusCommand(argv: string[]): Promise<number> {
   });
   const { config } = loadConfig(values.config);
   if (values.watch) return watch(config.runtimeDir, Number(values.interval) * 1000);
-  const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus;
+  const s = (await controlRequest(config.runtimeDir, 'status')) as BridgeStatus | RelaysStatus;
   const o = config.instancesOverride;
   if (values.json) console.log(JSON.stringify({ ...s, instancesOverride: o ?? null }, null, 2));
-  else console.log(formatStatus(s) + (o ? `\ninstances: ${config.instances}, changed at run time (${o.file}); the config file says ${o.configInstances}` : ''));
+  else {
+    const relay = 'mode' in s && s.mode === 'relay';
+    console.log((relay ? formatRelayStatus(s, table) : formatStatus(s as BridgeStatus)) + (o ? `\ninstances: ${config.instances}, changed at run time (${o.file}); the config file says ${o.configInstances}` : ''));
+  }
   return 0;
 }
 
@@ -95,5 +100,6 @@ async function watch(runtimeDir: string, everyMs: number): Promise<number> {
   } finally {
     if (tty) process.stdout.write('\x1b[?25h\n');
   }
+
   return 0;
 }

@@ -5,6 +5,7 @@ import { parseDocument, LineCounter, isMap, isPair, isScalar, type Document, typ
 import { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
 import { readInstanceCount, effectiveInstances, instanceCountFile } from './instance-count.js';
+import { bridgeOnlyKeyIssues } from './relay.js';
 
 export interface ConfigProblem {
   file: string;
@@ -103,8 +104,14 @@ export function parseConfigText(text: string, file: string): Config {
     throw new ConfigError([{ file, line: 1, key: '', message: 'the config must be a mapping of keys to values' }]);
   }
   const r = configSchema.safeParse(raw);
-  if (r.success) return r.data;
-  const problems: ConfigProblem[] = [];
+  const problems: ConfigProblem[] = bridgeOnlyKeyIssues(raw as Record<string, unknown>).map((i) => ({
+    file,
+    line: lineOf(nearestKey(doc, String(i.path[0]))),
+    key: i.path.join('.'),
+    message: i.message,
+  }));
+  if (r.success && !problems.length) return r.data;
+  if (r.success) throw new ConfigError(problems);
   for (const issue of r.error.issues) {
     if (issue.code === z.ZodIssueCode.unrecognized_keys) {
       const parent = issue.path.length ? doc.getIn(issue.path, true) : doc.contents;
@@ -134,6 +141,14 @@ export function parseConfigText(text: string, file: string): Config {
     problems.push({ file, line, key, message: missing ? 'required key is missing' : issue.message });
   }
   throw new ConfigError(problems);
+}
+
+/** Offset of a top-level key (for a key whose value is empty). */
+function nearestKey(doc: Document, key: string): number | undefined {
+  const c = doc.contents;
+  if (!isMap(c)) return undefined;
+  const pair = c.items.find((it) => isPair(it) && isScalar(it.key) && it.key.value === key);
+  return (pair?.key as Node | undefined)?.range?.[0];
 }
 
 /** Offset of the deepest existing node on `path` (for errors about missing keys). */
@@ -171,6 +186,7 @@ export function resolveConfig(c: Config, file: string): ResolvedConfig {
       ...c.balancer,
       cookieFile: c.balancer.cookieFile ? abs(c.balancer.cookieFile) : join(dataDir, 'static_extended_orport_auth_cookie'),
     },
+    relay: { ...c.relay, masterKeyDir: c.relay.masterKeyDir && abs(c.relay.masterKeyDir) },
     transport: c.transport && {
       ...c.transport,
       stateDir: c.transport.stateDir ? abs(c.transport.stateDir) : join(dataDir, 'pt_state'),

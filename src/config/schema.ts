@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { hostPort, ipv4Range } from './address.js';
 import { bandwidthProblem, refusedTorrcLines } from './bandwidth.js';
 import { BALANCER_DEFAULTS } from './defaults.js';
+import { relayRuleIssues } from './relay.js';
 
 const cidr = ipv4Range;
 
@@ -56,8 +57,25 @@ export const transportSchema = z
   })
   .strict();
 
+export const relaySchema = z
+  .object({
+    /** MyFamily with every member's fingerprint, for tors older than 0.4.9 (FamilyId is always set). */
+    myFamily: z.boolean().default(true),
+    /** ExitPolicy lines for every instance (empty: tor's default, no exit). */
+    exitPolicy: z.array(z.string().min(1)).default([]),
+    /** Where the ed25519 master keys live, outside dataDir (set: OfflineMasterKey 1; `keys sign` renews). */
+    masterKeyDir: z.string().min(1).optional(),
+    /** Lifetime of the signing certificates `keys sign` makes. */
+    signingKeyLifetimeDays: z.number().int().positive().default(30),
+    /** `doctor` warns when a signing certificate expires within this many days. */
+    signingWarnDays: z.number().int().positive().default(14),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
+    /** bridge: N router twins of one identity behind the balancer; relay: N relays of one family. */
+    mode: z.enum(['bridge', 'relay']).default('bridge'),
     /** Base nickname; instance i is `<nickname><i>`. */
     nickname: z.string().regex(/^[A-Za-z0-9]+$/, 'must be letters and digits only (a tor nickname)'),
     /** How many tor instances (router twins). */
@@ -69,8 +87,11 @@ export const configSchema = z
     torrc: z.string().default(''),
     /** Port of each instance's Extended ORPort, on 127.0.4.<i>. */
     extOrPort: z.number().int().min(1).max(65535).default(10100),
-    /** Each instance's ORPort line value. */
-    orPort: z.string().min(1).default('127.0.0.1:auto'),
+    /** Bridge: each instance's ORPort line value. Relay: instance 1's ADDR:PORT (i uses PORT+i-1), or one per instance. */
+    orPort: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).default('127.0.0.1:auto'),
+    /** Relay: the IPv6 ORPort, as orPort. */
+    orPort6: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    relay: relaySchema.default({}),
     /** The tor binary. */
     torPath: z.string().min(1).default('tor'),
     /** Where the supervisor's control socket lives (default `<dataDir>/run`). */
@@ -129,8 +150,10 @@ export const configSchema = z
         message: `with ${c.instances} instances the nicknames reach ${longest.length} characters ("${longest}"); tor allows 19`,
       });
     }
+    for (const i of relayRuleIssues(c)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: i.path, message: i.message });
   });
 
 export type Config = z.infer<typeof configSchema>;
 export type BalancerConfig = z.infer<typeof balancerSchema>;
 export type TransportConfig = z.infer<typeof transportSchema>;
+export type RelayConfig = z.infer<typeof relaySchema>;

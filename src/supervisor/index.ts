@@ -17,4 +17,5 @@ export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents, type R
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
 export { planRestart, readRestartState, restartStatePath, RESTART_STATE_FILE, type RestartState, type RestartResult, type RestartOptions } from './rolling-restart.js';
 export { preflight } from './preflight.js';
+export { systemdNotifier, type Notifier } from './notify.js';
 export { CpuMeter, cpuSeconds } from './cpu.js';

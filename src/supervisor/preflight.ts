@@ -27,6 +27,7 @@ export async function preflight(c: ResolvedConfig): Promise<void> {
   if (c.transport && !(await whichExecutable(c.transport.command[0]!))) {
     throw new Error(`transport command not found or not executable: ${c.transport.command[0]}`);
   }
+  if (c.mode === 'relay') return; // no cookie; Relays checks identities and the family key itself
   try {
     await access(c.balancer.cookieFile, constants.R_OK);
   } catch {

@@ -45,7 +45,7 @@ export function renderInstanceTorrc(
     count: c.instances,
     nickname: c.nickname,
     dataDir: l.dataDir,
-    orPort: oneLine('orPort', c.orPort),
+    orPort: oneLine('orPort', String(c.orPort)), // a list is refused in bridge mode (config/relay.ts)
     extOrPort: l.extOrPortAddress,
     controlSocket: l.controlSocket,
     contactInfoLine: c.contactInfo ? `ContactInfo ${oneLine('contactInfo', c.contactInfo)}` : '# (no ContactInfo set)',

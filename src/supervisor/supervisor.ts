@@ -86,6 +86,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     private cfg: ResolvedConfig,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
+    /** Each instance's torrc (default: a twin's; relay mode passes its own). */
+    private readonly render: (c: ResolvedConfig, l: InstanceLayout) => string = (c, l) => renderInstanceTorrc(c, l),
   ) {
     super();
     this.policy = { ...cfg.restart };
@@ -166,7 +168,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private async writeTorrc(inst: Instance): Promise<void> {
-    await writeFile(inst.layout.torrcPath, renderInstanceTorrc(this.cfg, inst.layout), { mode: 0o600 });
+    await writeFile(inst.layout.torrcPath, this.render(this.cfg, inst.layout), { mode: 0o600 });
     await chmod(inst.layout.torrcPath, 0o600);
   }
 

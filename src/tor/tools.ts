@@ -7,7 +7,7 @@ export const TOR_BIN = process.env.BRIDGECTL_TOR ?? 'tor';
  * Makes tor create (or load) the relay keys in `dataDir` and prints the fingerprint. It touches no
  * network: `--list-fingerprint` exits before tor opens any connection, and we add DisableNetwork 1.
  */
-export async function listFingerprint(dataDir: string, nickname: string, torBin = TOR_BIN): Promise<string> {
+export async function listFingerprint(dataDir: string, nickname: string, torBin = TOR_BIN, extraArgs: string[] = []): Promise<string> {
   const r = await execa(
     torBin,
     [
@@ -19,6 +19,7 @@ export async function listFingerprint(dataDir: string, nickname: string, torBin 
       '--DisableNetwork', '1',
       '--SocksPort', '0',
       '--Log', 'err stderr',
+      ...extraArgs,
     ],
     { reject: false },
   );
