@@ -54,15 +54,21 @@ function box(leader: number): Box {
 }
 
 /** Boots `root` (read-only, changes in a tmpfs overlay) and waits until its systemd is running. */
-async function boot(root: string, name: string): Promise<Box> {
-  const nspawn = execa(
-    'systemd-nspawn',
-    ['-q', '-D', root, '--volatile=overlay', '--private-network', '--boot', '--register=no', '--keep-unit', '--console=pipe',
-      `--machine=${name}`, `--bind-ro=${REPO}:/src`, '--', 'systemd.mask=tor.service', 'systemd.mask=tor@.service'],
-    { reject: false, all: true, stdin: 'ignore' },
-  );
+async function boot(root: string, name: string, hostRoot = false): Promise<Box> {
+  const nspawnArgs = ['-q', '-D', root, '--volatile=overlay', '--private-network', '--boot', '--register=no', '--keep-unit', '--console=pipe',
+      `--machine=${name}`, `--bind-ro=${REPO}:/src`, '--', 'systemd.mask=tor.service', 'systemd.mask=tor@.service'];
+  // nspawn refuses --volatile=overlay -D /: bind / to a directory in a private mount namespace
+  // first, with a tmpfs over its /run.
+  const nspawn = hostRoot
+    ? execa('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+        `mkdir -p ${root} && mount --bind / ${root} && mount -t tmpfs tmpfs ${root}/run && exec systemd-nspawn "$@"`, 'sh', ...nspawnArgs],
+      { reject: false, all: true, stdin: 'ignore' })
+    : execa('systemd-nspawn', nspawnArgs, { reject: false, all: true, stdin: 'ignore' });
+  const parent = hostRoot
+    ? await waitFor('nspawn', async () => Number((await execa('pgrep', ['-P', String(nspawn.pid), '-x', 'systemd-nspawn'], { reject: false })).stdout.trim()) || Number(nspawn.pid) , 10_000, 100)
+    : nspawn.pid;
   const leader = await waitFor('the container\'s PID 1', async () => {
-    const r = await execa('ps', ['-o', 'pid=,comm=', '--ppid', String(nspawn.pid)], { reject: false });
+    const r = await execa('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)], { reject: false });
     const line = r.stdout.split('\n').find((l) => / systemd$/.test(l.trim()) || /\bsystemd$/.test(l));
     return line ? Number(line.trim().split(/\s+/)[0]) : undefined;
   }, 30_000, 100);
@@ -303,5 +309,12 @@ test('Debian 13 under systemd-nspawn: install, serve, reload, twins, watchdog, d
   assert.ok(deb, 'the package was built');
   const root = (await execa('bash', [`${REPO}/scripts/container-root.sh`, 'trixie'])).stdout.trim().split('\n').at(-1)!;
   const b = await boot(root, `bctl13-${process.pid}`);
+  await packageChecks(b, deb);
+});
+
+test('Debian 12 (this machine\'s root as an overlay, its NodeSource Node.js) under systemd-nspawn: the same checks', { timeout: 900_000 }, async () => {
+  assert.ok(deb, 'the package was built');
+  const b = await boot(`/run/bridgectl-test-root-${process.pid}`, `bctl12-${process.pid}`, true);
+  assert.match(await b.ok('cat /etc/debian_version'), /^12\./);
   await packageChecks(b, deb);
 });
