@@ -17,6 +17,8 @@ done
 for cmd in mmdebstrap:mmdebstrap systemd-nspawn:systemd-container lintian:lintian dpkg-shlibdeps:dpkg-dev nsenter:util-linux; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
+# tor's GeoIP files: the package depends on them, and without them every twin warns.
+[ -e /usr/share/tor/geoip ] || missing+=(tor-geoipdb)
 # Headers for the sd-notify binding (systemd readiness), built by npm ci.
 [ -e /usr/include/systemd/sd-daemon.h ] || missing+=(libsystemd-dev)
 # The engine's fuzzer (scripts/fuzz.sh, run by CI): clang with libFuzzer; the sanitizer build uses gcc's libasan.

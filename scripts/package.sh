@@ -26,7 +26,7 @@ cp -r dist/src "$lib/dist/src"
 cp -r templates "$lib/templates"
 cp package.json package-lock.json binding.gyp "$lib/"
 cp src/balancer/native/*.c src/balancer/native/*.h "$lib/src/balancer/native/"
-(cd "$lib" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >&2)
+(cd "$lib" && npm ci --omit=dev --prefer-offline --no-audit --no-fund --loglevel=error >&2)
 for addon in "$lib/build/Release/bind_no_port.node" "$lib/node_modules/sd-notify/build/Release/notify.node"; do
   [ -f "$addon" ] || { echo "package.sh: $addon was not built" >&2; exit 1; }
 done
