@@ -4,7 +4,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseConfigText, resolveConfig } from '../src/config/index.js';
-import { ptServerEnv } from '../src/supervisor/index.js';
+import { ptServerEnv } from '../src/pt/index.js';
 
 const dir = fileURLToPath(new URL('../../templates/transports/', import.meta.url));
 

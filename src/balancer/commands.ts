@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, DEFAULT_LISTEN, DEFAULT_SOURCE_RANGE, type Balancer } from './balancer.js';
 import { formatEndpoint } from './address.js';
-import { parsePtServerEnv } from './pt.js';
+import { parsePtServerEnv } from '../pt/index.js';
 
 export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend ADDR=COOKIEFILE [--backend ...]
                          [--listen ADDR] [--source-range CIDR] [--handshake-timeout MS] [--log-level LEVEL]

@@ -15,4 +15,4 @@ export { connectFrom, loadAddon, addonLoadError, type BindNoPortAddon } from './
 export { spliceRelay, spliceUnavailableReason, type SpliceRelay, type RelayCloseHandler } from './splice.js';
 export { nativeEngine, engineUnavailableReason } from './native.js';
 export { balancerCommand, extorStaticCookieCommand, BALANCER_USAGE, EXTOR_STATIC_COOKIE_USAGE } from './commands.js';
-export { parsePtServerEnv, type PtServerEnv } from './pt.js';
+

@@ -11,6 +11,7 @@ import { doctorCommand } from './doctor.js';
 import { addInstanceCommand, removeInstanceCommand, reloadCommand } from './instances.js';
 import { sysctlCommand } from './sysctl.js';
 import { renderCommand } from './render.js';
+import { restartCommand } from './restart.js';
 import { balancerCommand, extorStaticCookieCommand } from '../balancer/index.js';
 import { UsageError } from './args.js';
 
@@ -30,7 +31,10 @@ commands:
   remove-instance [NAME] [--drain-seconds N]
                                   drain one twin (default: the last), then stop it
   reload [--config FILE]          the running supervisor re-reads its config (like SIGHUP)
-  bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
+  bridgeline [--json] [--broker] [--config FILE]
+                                  each transport's Bridge line (--broker: Snowflake's bridge-list entry)
+  restart transport NAME [--config FILE]
+                                  the running supervisor restarts one transport alone
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
   doctor [--json] [--config FILE] kernel, limits, keys and tor checks, with the fix for each
   sysctl [--write] [--root DIR]   show (default) or write the sysctl.d and modules-load.d files
@@ -57,6 +61,7 @@ const commands: Record<string, Command> = {
   doctor: doctorCommand,
   sysctl: sysctlCommand,
   render: renderCommand,
+  restart: restartCommand,
   balancer: balancerCommand,
   'extor-static-cookie': extorStaticCookieCommand,
 };

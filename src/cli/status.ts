@@ -49,8 +49,7 @@ export function formatStatus(s: BridgeStatus): string {
     const l = s.balancer.listen;
     out.push(`balancer ${l ? `${l.host}:${l.port}` : '-'} (${s.balancer.engine ?? 'js'} engine): ${JSON.stringify(s.balancer.sessions)}`);
   }
-  if (s.transport) {
-    const t = s.transport;
+  for (const t of s.transports ?? (s.transport ? [s.transport] : [])) {
     out.push(`transport ${t.name}: ${t.state}, pid ${t.pid ?? '-'}, CPU ${pct(t.cpuShare)}, restarts ${t.restarts}, ${t.smethod ? `listening on ${t.smethod.address}` : 'no SMETHOD yet'}${t.lastError ? `, last error: ${t.lastError}` : ''}`);
   }
   return out.join('\n');

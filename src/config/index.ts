@@ -1,5 +1,5 @@
 // Public face of the config module: the YAML file, validated, with errors naming file:line and key.
-export { configSchema, type Config, type BalancerConfig, type TransportConfig } from './schema.js';
+export { configSchema, DISTRIBUTIONS, type Config, type BalancerConfig, type TransportConfig } from './schema.js';
 export {
   loadConfig,
   parseConfigText,
@@ -9,6 +9,7 @@ export {
   type ConfigProblem,
   type LoadedConfig,
   type ResolvedConfig,
+  type ResolvedTransport,
 } from './load.js';
 export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
 export { setInstancesInFile } from './edit.js';

@@ -1,5 +1,6 @@
 // The configuration file's shape. Every key here is documented in README.md ("Configuration").
 import { z } from 'zod';
+import { checkTransport } from '../transports/index.js';
 
 const hostPort = z
   .string()
@@ -39,10 +40,28 @@ export const transportSchema = z
     options: z.record(z.string()).default({}),
     /** Extra environment variables for the transport. */
     env: z.record(z.string()).default({}),
-    /** TOR_PT_STATE_LOCATION (default `<dataDir>/pt_state`). */
+    /** TOR_PT_STATE_LOCATION (default `<dataDir>/pt_state`; in a `transports:` list `<dataDir>/transports/<name>`). */
     stateDir: z.string().min(1).optional(),
+    /** Client-side parameters of the bridge line (docs/transports.md). */
+    client: z
+      .object({
+        placeholder: hostPort.optional(),
+        transport: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+        url: z.string().url().optional(),
+        front: z.string().min(1).optional(),
+        fronts: z.array(z.string().min(1)).optional(),
+        ice: z.array(z.string().min(1)).optional(),
+        utlsImitate: z.string().min(1).optional(),
+        webSocketAddress: z.string().regex(/^wss?:\/\/\S+$/, 'must be a wss:// URL').optional(),
+        args: z.record(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
+
+/** tor's BridgeDistribution values. */
+export const DISTRIBUTIONS = ['none', 'any', 'https', 'email', 'moat', 'telegram', 'settings', 'reserved'] as const;
 
 export const configSchema = z
   .object({
@@ -75,6 +94,12 @@ export const configSchema = z
       .default({}),
     balancer: balancerSchema.default({}),
     transport: transportSchema.optional(),
+    /** Several transports, each its own process behind the one balancer (instead of `transport:`). */
+    transports: z.array(transportSchema).min(1).optional(),
+    /** tor's BridgeDistribution (docs/transports.md: which bridges are unlisted and why). */
+    distribution: z.enum(DISTRIBUTIONS).default('none'),
+    /** The one public ORPort of a distributed bridge, shared by the twins through kernel DNAT. */
+    publicOrPort: hostPort.optional(),
     metrics: z
       .object({
         /** Prometheus endpoint (absent: no endpoint). */
@@ -104,7 +129,40 @@ export const configSchema = z
         message: `with ${c.instances} instances the nicknames reach ${longest.length} characters ("${longest}"); tor allows 19`,
       });
     }
+    checkTransports(c, ctx);
   });
+
+type Parsed = z.infer<typeof transportSchema>;
+
+function checkTransports(
+  c: { transport?: Parsed; transports?: Parsed[]; distribution: string; publicOrPort?: string },
+  ctx: z.RefinementCtx,
+): void {
+  const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  if (c.transport && c.transports) issue(['transports'], 'give either "transport:" or "transports:", not both');
+  const list: Array<[Parsed, (string | number)[]]> = c.transports
+    ? c.transports.map((t, i) => [t, ['transports', i]])
+    : c.transport
+      ? [[c.transport, ['transport']]]
+      : [];
+  const seen = new Map<string, string>();
+  for (const [t, path] of list) {
+    for (const p of checkTransport({ ...t, stateDir: '' })) issue([...path, ...p.key.split('.')], p.message);
+    if (seen.has(`name ${t.name}`)) issue([...path, 'name'], `transport ${t.name} is configured twice (each name once: tor's statistics count by name)`);
+    if (seen.has(`listen ${t.listen}`)) issue([...path, 'listen'], `${t.listen} is already the listen address of ${seen.get(`listen ${t.listen}`)}`);
+    seen.set(`name ${t.name}`, t.name);
+    seen.set(`listen ${t.listen}`, t.name);
+  }
+  if (c.distribution !== 'none') {
+    if (!c.publicOrPort) {
+      issue(['publicOrPort'], `distribution ${c.distribution} needs a reachable ORPort: the bridge authority tests it before rdsys hands the bridge out (see docs/transports.md)`);
+    }
+    const listed = list.filter(([t]) => !['snowflake', 'meek'].includes(t.name));
+    if (list.length && !listed.length) {
+      issue(['distribution'], 'snowflake and meek bridges are reached through a broker or a CDN, never handed out by rdsys: leave distribution at none');
+    }
+  }
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type BalancerConfig = z.infer<typeof balancerSchema>;

@@ -20,7 +20,8 @@ import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { Supervisor, type InstanceStatus } from './supervisor.js';
-import { TransportRunner, type TransportStatus } from './transport.js';
+import type { TransportStatus } from './transport.js';
+import { TransportSet } from './transports.js';
 import { ControlServer, type ControlHandlers } from './control.js';
 import { systemdNotifier, type Notifier } from './notify.js';
 import { CpuMeter } from './cpu.js';
@@ -45,7 +46,9 @@ export interface BridgeStatus {
   cpuShare: number | null;
   instances: InstanceView[];
   balancer: BalancerStats | null;
+  /** The first transport (as before several), or null. */
   transport: (TransportStatus & { cpuShare: number | null }) | null;
+  transports?: Array<TransportStatus & { cpuShare: number | null }>;
 }
 
 export interface RotationResult {
@@ -74,7 +77,7 @@ export interface BridgeEvents {
 export class Bridge extends EventEmitter<BridgeEvents> {
   readonly twins: Supervisor;
   balancer: Balancer | null = null;
-  transport: TransportRunner | null = null;
+  readonly transports: TransportSet;
   private control: ControlServer | null = null;
   private metrics: MetricsServer | null = null;
   private health: NodeJS.Timeout | null = null;
@@ -98,6 +101,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   ) {
     super();
     this.twins = new Supervisor(cfg, logger);
+    this.transports = new TransportSet(cfg, logger);
+    this.transports.on('ready', () => this.checkReady());
+    this.transports.on('fatal', (msg) => this.emit('fatal', msg));
     this.notifier = notifier ?? systemdNotifier(logger);
   }
 
@@ -163,15 +169,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.health = setInterval(() => void this.healthCheck(), c.balancer.healthCheckMs);
     this.health.unref();
 
-    if (c.transport) {
-      const t = new TransportRunner(c, this.logger);
-      this.transport = t;
-      t.on('ready', () => this.checkReady());
-      t.on('fatal', (msg) => this.emit('fatal', msg));
-      t.start();
-    }
+    this.transports.start();
     this.control = new ControlServer(c.runtimeDir, this.logger, {
       status: async () => this.status(),
+      'restart-transport': async (args) => this.transports.restart(String(args.name ?? '')),
       ...this.extraHandlers,
     });
     await this.control.start();
@@ -196,7 +197,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const st = this.status();
     const up = st.instances.filter((i) => i.balancerUp).length;
     const sessions = st.balancer?.sessions.current ?? 0;
-    const t = st.transport ? `, ${st.transport.name} ${st.transport.state}` : '';
+    const t = (st.transports ?? []).map((x) => `, ${x.name} ${x.state}`).join('');
     return `${up}/${st.instances.length} twins up, ${sessions} sessions${t}`;
   }
 
@@ -281,18 +282,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         changes.push('balancer limits');
       }
       if (JSON.stringify(prev.restart) !== JSON.stringify(next.restart)) changes.push('restart policy');
-      if (JSON.stringify(prev.transport) !== JSON.stringify(next.transport)) {
-        await this.transport?.stop();
-        this.transport = null;
-        if (next.transport) {
-          const t = new TransportRunner(merged, this.logger);
-          this.transport = t;
-          t.on('ready', () => this.checkReady());
-          t.on('fatal', (msg) => this.emit('fatal', msg));
-          t.start();
-        }
-        changes.push('transport restarted');
-      }
+      changes.push(...(await this.transports.reload(merged)));
       return changes;
     }).then(async (changes) => {
       // Instance count last, through the same paths as add/remove-instance.
@@ -445,7 +435,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Ready once the balancer listens, the transport (if any) reported SMETHODS DONE and a twin is up. */
   private checkReady(): void {
     const anyUp = this.balancer?.stats().backends.some((b) => b.up) ?? false;
-    const transportOk = !this.transport || this.transport.status().state === 'running';
+    const transportOk = this.transports.allRunning();
     if (!this.readySent && anyUp && transportOk) {
       this.readySent = true;
       this.logger.info('bridge ready');
@@ -459,7 +449,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const stats = this.balancer?.stats() ?? null;
     const byName = new Map(stats?.backends.map((b) => [b.name, b]));
     const now = Date.now();
-    const transport = this.transport?.status() ?? null;
+    const transports = this.transports.status().map((t) => ({ ...t, cpuShare: this.cpu.share(t.pid, t.startedAt, now) }));
     return {
       nickname: this.cfg.nickname,
       pid: process.pid,
@@ -480,7 +470,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         };
       }),
       balancer: stats,
-      transport: transport ? { ...transport, cpuShare: this.cpu.share(transport.pid, transport.startedAt, now) } : null,
+      transport: transports[0] ?? null,
+      transports,
     };
   }
 
@@ -495,7 +486,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.rotationTimer) clearInterval(this.rotationTimer);
     await this.control?.stop();
     await this.metrics?.stop();
-    await this.transport?.stop();
+    await this.transports.stop();
     await this.balancer?.stop();
     await this.twins.stop();
   }
