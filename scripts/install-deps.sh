@@ -10,7 +10,7 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
 fi
 
 missing=()
-for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps; do
+for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps nft:nftables; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
 # Headers for the sd-notify binding (systemd readiness), built by npm ci.

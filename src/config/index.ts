@@ -11,5 +11,5 @@ export {
   type ResolvedConfig,
   type ResolvedTransport,
 } from './load.js';
-export { instanceNames, instanceLayout, identityDir, type InstanceLayout } from './layout.js';
+export { instanceNames, instanceLayout, identityDir, twinOrPort, type InstanceLayout } from './layout.js';
 export { setInstancesInFile } from './edit.js';

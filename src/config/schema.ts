@@ -135,7 +135,7 @@ export const configSchema = z
 type Parsed = z.infer<typeof transportSchema>;
 
 function checkTransports(
-  c: { transport?: Parsed; transports?: Parsed[]; distribution: string; publicOrPort?: string },
+  c: { transport?: Parsed; transports?: Parsed[]; distribution: string; publicOrPort?: string; torrc: string },
   ctx: z.RefinementCtx,
 ): void {
   const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
@@ -152,6 +152,10 @@ function checkTransports(
     if (seen.has(`listen ${t.listen}`)) issue([...path, 'listen'], `${t.listen} is already the listen address of ${seen.get(`listen ${t.listen}`)}`);
     seen.set(`name ${t.name}`, t.name);
     seen.set(`listen ${t.listen}`, t.name);
+  }
+  // These are bridgectl's: a second line in `torrc` would make every twin warn "used more than once".
+  for (const [opt, instead] of [['BridgeDistribution', 'distribution:'], ['ORPort', 'orPort: or publicOrPort:']] as const) {
+    if (new RegExp(`^\\s*${opt}\\s`, 'im').test(c.torrc)) issue(['torrc'], `${opt} is set by bridgectl in every twin's torrc; use ${instead} instead`);
   }
   if (c.distribution !== 'none') {
     if (!c.publicOrPort) {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import type { InstanceLayout, ResolvedConfig } from '../config/index.js';
+import { twinOrPort, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
 
 /** The package's templates/ folder (same place from src/ under tsx and from dist/src/). */
 export function templatesDir(): string {
@@ -44,7 +44,10 @@ export function renderInstanceTorrc(
     count: c.instances,
     nickname: c.nickname,
     dataDir: l.dataDir,
-    orPort: oneLine('orPort', c.orPort),
+    // With a public ORPort each twin listens on its own port and advertises the shared one (kernel DNAT).
+    orPort: c.publicOrPort ? `${twinOrPort(c.publicOrPort, l.index)} NoAdvertise` : oneLine('orPort', c.orPort),
+    publicOrPortLine: c.publicOrPort ? `ORPort ${c.publicOrPort} NoListen` : '# (no public ORPort: see docs/transports.md)',
+    distribution: c.distribution ?? 'none',
     extOrPort: l.extOrPortAddress,
     controlSocket: l.controlSocket,
     contactInfoLine: c.contactInfo ? `ContactInfo ${oneLine('contactInfo', c.contactInfo)}` : '# (no ContactInfo set)',
