@@ -10,7 +10,7 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
 fi
 
 missing=()
-for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps promtool:prometheus tmux:tmux; do
+for cmd in python3:python3 tor:tor tor-gencert:tor obfs4proxy:obfs4proxy haproxy:haproxy ip:iproute2 unshare:util-linux setpriv:util-linux sysctl:procps promtool:prometheus tmux:tmux nft:nftables; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || missing+=("${cmd##*:}")
 done
 # The Debian package and its systemd-nspawn test (npm run package, test/package-systemd.test.ts).

@@ -19,7 +19,7 @@ import {
   transportCommands,
   ExtOrClientHandshake,
 } from '../src/extor-cookie/index.js';
-import { createBalancer, parseEndpoint, parsePtServerEnv, type Balancer, type BalancerOptions } from '../src/balancer/index.js';
+import { createBalancer, parseEndpoint, type Balancer, type BalancerOptions } from '../src/balancer/index.js';
 import { parseSourceRange } from '../src/balancer/address.js';
 import { CLI, tmp, testLogger, waitFor } from './helpers.js';
 import { freePort } from '../src/lab/index.js';
@@ -45,28 +45,6 @@ test('endpoints and source ranges', () => {
   assert.equal(parseSourceRange('127.0.2.77/24').cidr, '127.0.2.0/24');
   assert.throws(() => parseSourceRange('fd00::/64'), /IPv4/);
   assert.throws(() => parseSourceRange('127.0.2.0/33'), /CIDR/);
-});
-
-test('pt-spec environment', () => {
-  const base = {
-    TOR_PT_MANAGED_TRANSPORT_VER: '1',
-    TOR_PT_SERVER_TRANSPORTS: 'extor_static_cookie',
-    TOR_PT_SERVER_BINDADDR: 'other-127.0.0.1:1,extor_static_cookie-127.0.0.1:10001',
-    TOR_PT_EXTENDED_SERVER_PORT: '127.0.0.1:5555',
-    TOR_PT_AUTH_COOKIE_FILE: '/var/lib/tor/extended_orport_auth_cookie',
-    TOR_PT_EXIT_ON_STDIN_CLOSE: '1',
-  };
-  const ok = parsePtServerEnv(base, 'extor_static_cookie');
-  assert.ok('ok' in ok);
-  assert.deepEqual(ok.ok.bindAddr, { host: '127.0.0.1', port: 10001 });
-  assert.deepEqual(ok.ok.extOrPort, { host: '127.0.0.1', port: 5555 });
-  assert.equal(ok.ok.exitOnStdinClose, true);
-  assert.deepEqual(parsePtServerEnv({ ...base, TOR_PT_MANAGED_TRANSPORT_VER: '2' }, 'extor_static_cookie'), { lines: ['VERSION-ERROR no-version'], code: 1 });
-  assert.deepEqual(parsePtServerEnv({ ...base, TOR_PT_SERVER_TRANSPORTS: 'obfs4' }, 'extor_static_cookie'), { lines: ['VERSION 1', 'SMETHODS DONE'], code: 0 });
-  const noExt = parsePtServerEnv({ ...base, TOR_PT_EXTENDED_SERVER_PORT: '' }, 'extor_static_cookie');
-  assert.ok('lines' in noExt && /ENV-ERROR .*ExtORPort auto/.test(noExt.lines[1]!));
-  const star = parsePtServerEnv({ ...base, TOR_PT_SERVER_TRANSPORTS: '*', TOR_PT_SERVER_BINDADDR: '' }, 'extor_static_cookie');
-  assert.ok('ok' in star && star.ok.bindAddr.port === 0);
 });
 
 test('IP_BIND_ADDRESS_NO_PORT lets one source address serve more sessions than there are ephemeral ports', async (t) => {

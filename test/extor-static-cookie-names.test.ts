@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { parsePtServerSetup } from '../src/balancer/index.js';
+import { parsePtServerSetup } from '../src/pt/index.js';
 import { extorStaticCookieCommand } from '../src/cli/balancer.js';
 import { createCookieFile, dialExtOr, CMD } from '../src/extor-cookie/index.js';
 import { freePort } from '../src/lab/index.js';

@@ -4,17 +4,20 @@ import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parseConfigText, resolveConfig } from '../src/config/index.js';
-import { ptServerEnv } from '../src/supervisor/index.js';
+import { ptServerEnv } from '../src/pt/index.js';
 
 const dir = fileURLToPath(new URL('../../templates/transports/', import.meta.url));
 
 test('every example transport config in templates/transports is a valid bridgectl config', async () => {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.yaml'));
-  assert.deepEqual(files.sort(), ['lyrebird.yaml', 'obfs4proxy.yaml', 'snowflake-server.yaml', 'webtunnel.yaml']);
+  assert.deepEqual(files.sort(), ['lyrebird.yaml', 'meek-server.yaml', 'obfs4-webtunnel.yaml', 'obfs4proxy.yaml', 'snowflake-server.yaml', 'webtunnel.yaml']);
   for (const f of files) {
     const p = join(dir, f);
-    const c = resolveConfig(parseConfigText(await readFile(p, 'utf8'), p), p);
+    const text = await readFile(p, 'utf8');
+    const c = resolveConfig(parseConfigText(text, p), p);
     assert.ok(c.transport, `${f} has a transport`);
+    // The shipped unit (ProtectSystem=strict) leaves only /var/lib/bridgectl writable: no log files elsewhere.
+    for (const t of c.transports) assert.ok(!t.command.some((a) => /^--?(log|enableLogging)\b/.test(a)), `${f}: ${t.name} logs to stderr`);
   }
 });
 

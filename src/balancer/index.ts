@@ -4,4 +4,3 @@ export { createBalancer } from './balancer.js';
 export type { Balancer, BalancerOptions, BalancerStats, BalancerLimits, ListenerStats, TwinSpec, TwinStats } from './types.js';
 export { engineMissingMessage, requireNativeEngine } from './native.js';
 export { parseEndpoint, formatEndpoint, type Endpoint } from './address.js';
-export { parsePtServerEnv, parsePtServerSetup, type PtServerEnv, type PtServerSetup, type PtServerMethod } from './pt.js';

@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BALANCER_DEFAULTS } from '../config/index.js';
 import { readCookieFile } from '../extor-cookie/index.js';
-import { createBalancer, engineMissingMessage, formatEndpoint, parsePtServerSetup, type Balancer } from '../balancer/index.js';
+import { createBalancer, engineMissingMessage, formatEndpoint, type Balancer } from '../balancer/index.js';
+import { parsePtServerSetup } from '../pt/index.js';
 
 export const BALANCER_USAGE = `usage: bridgectl balancer --cookie FILE --backend ADDR=COOKIEFILE [--backend ...]
                          [--listen ADDR] [--source-range CIDR] [--handshake-timeout MS] [--log-level LEVEL]

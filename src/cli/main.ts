@@ -38,7 +38,10 @@ commands:
                                   drain one twin (default: the last), then stop it
   restart [--drain-seconds N]     rolling restart of the twins, one at a time, each drained first (resumable)
   reload [--config FILE]          the running supervisor re-reads its config (like SIGHUP)
-  bridgeline [--config FILE]      the Bridge line clients use (transport, address, fingerprint, args)
+  bridgeline [--json] [--broker] [--config FILE]
+                                  each transport's Bridge line (--broker: Snowflake's bridge-list entry)
+  restart transport NAME [--config FILE]
+                                  the running supervisor restarts one transport alone
   lab [--instances N] [--keep]    the private-lab demo (needs root; runs in its own network namespace)
   doctor [--json] [--config FILE] kernel, limits, keys and tor checks, with the fix for each
   sysctl [--write] [--root DIR]   show (default) or write the sysctl.d and modules-load.d files

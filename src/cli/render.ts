@@ -1,5 +1,5 @@
 import { instanceLayout, loadConfig } from '../config/index.js';
-import { renderHaproxy, renderSystemdUnit } from '../deploy/index.js';
+import { renderHaproxy, renderNftables, renderSystemdUnit } from '../deploy/index.js';
 import { renderInstanceTorrc } from '../supervisor/index.js';
 import { renderModulesLoadConf, renderSysctlConf } from '../sysctl/index.js';
 import { parse, UsageError } from './args.js';
@@ -10,6 +10,7 @@ export const RENDER_USAGE = `usage: bridgectl render systemd [--bin PATH] [--uni
        bridgectl render modules
        bridgectl render haproxy [--config FILE] [--bin PATH]
        bridgectl render torrc N [--config FILE]
+       bridgectl render nftables [--config FILE]
 Prints a deployment file on stdout. With no options, systemd, sysctl and modules print exactly
 the files under deploy/.`;
 
@@ -48,6 +49,10 @@ export async function renderCommand(argv: string[]): Promise<number> {
         return out(renderRelayTorrc(config, instanceLayout(config, n), { id: f.key.id, members: f.members }));
       }
       return out(renderInstanceTorrc(config, instanceLayout(config, n)));
+    }
+    case 'nftables': {
+      const { values } = parse(rest, { config: { type: 'string' } });
+      return out(renderNftables(loadConfig(values.config).config));
     }
     case '-h':
     case '--help':

@@ -1,7 +1,8 @@
 // `bridgectl restart [--drain-seconds N]`: the running supervisor restarts its twins one at a time
 // (each drained first, the next once the previous serves again). Prints each step as it happens.
+// `bridgectl restart transport NAME`: that transport alone, twins and other transports untouched.
 import { loadConfig } from '../config/index.js';
-import { controlRequest, type BridgeStatus, type RestartResult } from '../supervisor/index.js';
+import { controlRequest, type BridgeStatus, type RestartResult, type TransportStatus } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
 
 /** One line about a run's progress, for this command and for `bridgectl status`. */
@@ -15,11 +16,22 @@ export function restartLine(r: BridgeStatus['restart']): string | null {
 }
 
 export async function restartCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    config: { type: 'string' },
-    'drain-seconds': { type: 'string', default: '30' },
-    'bootstrap-seconds': { type: 'string', default: '120' },
-  });
+  const { values, positionals } = parse(
+    argv,
+    {
+      config: { type: 'string' },
+      'drain-seconds': { type: 'string', default: '30' },
+      'bootstrap-seconds': { type: 'string', default: '120' },
+    },
+    true,
+  );
+  if (positionals.length) {
+    if (positionals[0] !== 'transport' || positionals.length !== 2) throw new UsageError('usage: bridgectl restart [--drain-seconds N] | bridgectl restart transport NAME [--config FILE]');
+    const { config } = loadConfig(values.config);
+    const s = (await controlRequest(config.runtimeDir, 'restart-transport', { name: positionals[1] }, 120_000)) as TransportStatus;
+    console.log(`transport ${s.name} restarted: pid ${s.pid}, ${s.smethod ? `listening on ${s.smethod.address}` : 'no SMETHOD'}; twins and other transports untouched`);
+    return 0;
+  }
   const { config } = loadConfig(values.config);
   const drainMs = Number(values['drain-seconds']) * 1000;
   const bootstrapMs = Number(values['bootstrap-seconds']) * 1000;

@@ -50,11 +50,16 @@ export function balancerLine(s: BridgeStatus): string | null {
   );
 }
 
+/** One line per transport (a bridge may run several), or null without any. */
 export function transportLine(s: BridgeStatus): string | null {
-  const t = s.transport;
-  if (!t) return null;
-  const where = t.smethod ? `on ${t.smethod.address}` : 'not listening yet';
-  return `transport ${t.name}: ${t.state} ${where}, CPU ${pct(t.cpuShare)}, ${plural(t.restarts, 'restart')}${t.lastError ? `; last error: ${t.lastError}` : ''}`;
+  const list = s.transports ?? (s.transport ? [s.transport] : []);
+  if (!list.length) return null;
+  return list
+    .map((t) => {
+      const where = t.smethod ? `on ${t.smethod.address}` : 'not listening yet';
+      return `transport ${t.name}: ${t.state} ${where}, CPU ${pct(t.cpuShare)}, ${plural(t.restarts, 'restart')}${t.lastError ? `; last error: ${t.lastError}` : ''}`;
+    })
+    .join('\n');
 }
 
 /** A twin's state in words. */

@@ -45,3 +45,11 @@ export function instanceLayout(
 export function identityDir(c: Pick<ResolvedConfig, 'dataDir'>): string {
   return join(c.dataDir, 'identity');
 }
+
+/** ORPort of twin i of a bridge with a public ORPort: the same address, the public port + i. */
+export function twinOrPort(publicOrPort: string, index: number): string {
+  const i = publicOrPort.lastIndexOf(':');
+  const port = Number(publicOrPort.slice(i + 1)) + index;
+  if (port > 65535) throw new Error(`publicOrPort ${publicOrPort}: twin ${index} would need port ${port}; choose a lower port`);
+  return `${publicOrPort.slice(0, i)}:${port}`;
+}

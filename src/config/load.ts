@@ -27,12 +27,17 @@ export interface LoadedConfig {
 }
 
 /** The config with defaults applied and paths made absolute. */
-export type ResolvedConfig = Omit<Config, 'transport'> & {
+export type ResolvedTransport = NonNullable<Config['transport']> & { stateDir: string };
+
+export type ResolvedConfig = Omit<Config, 'transport' | 'transports'> & {
   runtimeDir: string;
   /** Set when `instances` comes from <dataDir>/instance-count.json (a run-time change), not the file. */
   instancesOverride?: { file: string; configInstances: number };
   balancer: Config['balancer'] & { cookieFile: string };
-  transport?: NonNullable<Config['transport']> & { stateDir: string };
+  /** The first transport (the only one with `transport:`). */
+  transport?: ResolvedTransport;
+  /** Every transport, in config order (`transport:` gives a list of one). */
+  transports: ResolvedTransport[];
 };
 
 /** The system-wide config, the one the packaged unit runs with. */
@@ -179,7 +184,7 @@ export function resolveConfig(c: Config, file: string): ResolvedConfig {
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   const dataDir = abs(c.dataDir);
   return {
-    ...c,
+    ...omitTransports(c),
     dataDir,
     runtimeDir: c.runtimeDir ? abs(c.runtimeDir) : join(dataDir, 'run'),
     balancer: {
@@ -187,11 +192,24 @@ export function resolveConfig(c: Config, file: string): ResolvedConfig {
       cookieFile: c.balancer.cookieFile ? abs(c.balancer.cookieFile) : join(dataDir, 'static_extended_orport_auth_cookie'),
     },
     relay: { ...c.relay, masterKeyDir: c.relay.masterKeyDir && abs(c.relay.masterKeyDir) },
-    transport: c.transport && {
-      ...c.transport,
-      stateDir: c.transport.stateDir ? abs(c.transport.stateDir) : join(dataDir, 'pt_state'),
-    },
+    ...resolveTransports(c, abs, dataDir),
   };
+}
+
+function omitTransports(c: Config): Omit<Config, 'transport' | 'transports'> {
+  const { transport: _a, transports: _b, ...rest } = c;
+  return rest;
+}
+
+/** `transport:` keeps its state in `<dataDir>/pt_state` (as always); list entries in `<dataDir>/transports/<name>`. */
+function resolveTransports(c: Config, abs: (p: string) => string, dataDir: string): Pick<ResolvedConfig, 'transport' | 'transports'> {
+  const one = (t: NonNullable<Config['transport']>, dflt: string): ResolvedTransport => ({ ...t, stateDir: t.stateDir ? abs(t.stateDir) : dflt });
+  const transports = c.transports
+    ? c.transports.map((t) => one(t, join(dataDir, 'transports', t.name)))
+    : c.transport
+      ? [one(c.transport, join(dataDir, 'pt_state'))]
+      : [];
+  return { transport: transports[0], transports };
 }
 
 export function loadConfig(flag?: string): LoadedConfig {

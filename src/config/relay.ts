@@ -17,7 +17,7 @@ export interface RuleIssue {
 }
 
 /** Keys that only mean something for a bridge (the balancer, the transport in front of it). */
-export const BRIDGE_ONLY_KEYS = ['balancer', 'transport', 'extOrPort'] as const;
+export const BRIDGE_ONLY_KEYS = ['balancer', 'transport', 'transports', 'distribution', 'publicOrPort', 'extOrPort'] as const;
 
 function splitHostPort(s: string): { host: string; port: number } | null {
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(s);

@@ -4,6 +4,7 @@ import { hostPort, ipv4Range } from './address.js';
 import { bandwidthProblem, refusedTorrcLines } from './bandwidth.js';
 import { BALANCER_DEFAULTS } from './defaults.js';
 import { relayRuleIssues } from './relay.js';
+import { checkTransport } from '../transports/index.js';
 
 const cidr = ipv4Range;
 
@@ -52,8 +53,23 @@ export const transportSchema = z
     options: z.record(z.string()).default({}),
     /** Extra environment variables for the transport. */
     env: z.record(z.string()).default({}),
-    /** TOR_PT_STATE_LOCATION (default `<dataDir>/pt_state`). */
+    /** TOR_PT_STATE_LOCATION (default `<dataDir>/pt_state`; in a `transports:` list `<dataDir>/transports/<name>`). */
     stateDir: z.string().min(1).optional(),
+    /** Client-side parameters of the bridge line (docs/transports.md). */
+    client: z
+      .object({
+        placeholder: hostPort.optional(),
+        transport: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+        url: z.string().url().optional(),
+        front: z.string().min(1).optional(),
+        fronts: z.array(z.string().min(1)).optional(),
+        ice: z.array(z.string().min(1)).optional(),
+        utlsImitate: z.string().min(1).optional(),
+        webSocketAddress: z.string().regex(/^wss?:\/\/\S+$/, 'must be a wss:// URL').optional(),
+        args: z.record(z.string()).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -71,6 +87,8 @@ export const relaySchema = z
     signingWarnDays: z.number().int().positive().default(14),
   })
   .strict();
+/** tor's BridgeDistribution values. */
+export const DISTRIBUTIONS = ['none', 'any', 'https', 'email', 'moat', 'telegram', 'settings', 'reserved'] as const;
 
 export const configSchema = z
   .object({
@@ -110,6 +128,12 @@ export const configSchema = z
       .default({}),
     balancer: balancerSchema.default({}),
     transport: transportSchema.optional(),
+    /** Several transports, each its own process behind the one balancer (instead of `transport:`). */
+    transports: z.array(transportSchema).min(1).optional(),
+    /** tor's BridgeDistribution (docs/transports.md: which bridges are unlisted and why). */
+    distribution: z.enum(DISTRIBUTIONS).default('none'),
+    /** The one public ORPort of a distributed bridge, shared by the twins through kernel DNAT. */
+    publicOrPort: hostPort.optional(),
     metrics: z
       .object({
         /** Prometheus endpoint (absent: no endpoint). */
@@ -151,7 +175,44 @@ export const configSchema = z
       });
     }
     for (const i of relayRuleIssues(c)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: i.path, message: i.message });
+    checkTransports(c, ctx);
   });
+
+type Parsed = z.infer<typeof transportSchema>;
+
+function checkTransports(
+  c: { transport?: Parsed; transports?: Parsed[]; distribution: string; publicOrPort?: string; torrc: string },
+  ctx: z.RefinementCtx,
+): void {
+  const issue = (path: (string | number)[], message: string): void => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  if (c.transport && c.transports) issue(['transports'], 'give either "transport:" or "transports:", not both');
+  const list: Array<[Parsed, (string | number)[]]> = c.transports
+    ? c.transports.map((t, i) => [t, ['transports', i]])
+    : c.transport
+      ? [[c.transport, ['transport']]]
+      : [];
+  const seen = new Map<string, string>();
+  for (const [t, path] of list) {
+    for (const p of checkTransport({ ...t, stateDir: '' })) issue([...path, ...p.key.split('.')], p.message);
+    if (seen.has(`name ${t.name}`)) issue([...path, 'name'], `transport ${t.name} is configured twice (each name once: tor's statistics count by name)`);
+    if (seen.has(`listen ${t.listen}`)) issue([...path, 'listen'], `${t.listen} is already the listen address of ${seen.get(`listen ${t.listen}`)}`);
+    seen.set(`name ${t.name}`, t.name);
+    seen.set(`listen ${t.listen}`, t.name);
+  }
+  // These are bridgectl's: a second line in `torrc` would make every twin warn "used more than once".
+  for (const [opt, instead] of [['BridgeDistribution', 'distribution:'], ['ORPort', 'orPort: or publicOrPort:']] as const) {
+    if (new RegExp(`^\\s*${opt}\\s`, 'im').test(c.torrc)) issue(['torrc'], `${opt} is set by bridgectl in every twin's torrc; use ${instead} instead`);
+  }
+  if (c.distribution !== 'none') {
+    if (!c.publicOrPort) {
+      issue(['publicOrPort'], `distribution ${c.distribution} needs a reachable ORPort: the bridge authority tests it before rdsys hands the bridge out (see docs/transports.md)`);
+    }
+    const listed = list.filter(([t]) => !['snowflake', 'meek'].includes(t.name));
+    if (list.length && !listed.length) {
+      issue(['distribution'], 'snowflake and meek bridges are reached through a broker or a CDN, never handed out by rdsys: leave distribution at none');
+    }
+  }
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type BalancerConfig = z.infer<typeof balancerSchema>;

@@ -10,3 +10,4 @@ export {
   type UnitOptions,
   type HaproxyConfig,
 } from './render.js';
+export { renderNftables, type PublicOrPortConfig } from './nftables.js';

@@ -182,7 +182,7 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
   const processes = (st: BridgeView): Array<[string, number]> => {
     const procs: Array<[string, number]> = [['bridgectl', process.pid]];
     for (const i of st.instances) if (finite(i.pid)) procs.push([i.name, i.pid]);
-    if (st.transport && finite(st.transport.pid)) procs.push([st.transport.name, st.transport.pid]);
+    for (const t of st.transports ?? (st.transport ? [st.transport] : [])) if (finite(t.pid)) procs.push([t.name, t.pid]);
     return procs;
   };
   asyncGauge('bridgectl_process_cpu_seconds', 'CPU seconds used by bridgectl, each twin\'s tor and the transport (process=); use rate()', ['process'], async (g, st) => {
@@ -215,15 +215,15 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
     if (n !== null) g.set(n);
   });
 
-  // --- the transport ---
-  gauge('bridgectl_transport_up', '1 when the pluggable transport reported SMETHODS DONE and runs', ['transport'], (g, st) => {
-    if (st.transport) g.set({ transport: st.transport.name }, st.transport.state === 'running' ? 1 : 0);
+  // --- the transports (one series per transport) ---
+  const each = (st: BridgeView): NonNullable<BridgeView['transports']> => st.transports ?? (st.transport ? [st.transport] : []);
+  gauge('bridgectl_transport_up', '1 when the pluggable transport reported SMETHODS DONE, listens and runs', ['transport'], (g, st) => {
+    for (const t of each(st)) g.set({ transport: t.name }, t.state === 'running' ? 1 : 0);
   });
   gauge('bridgectl_transport_state', "The transport's state (1 for the current one)", ['transport', 'state'], (g, st) => {
-    const t = st.transport;
-    if (t) for (const s of TRANSPORT_STATES) g.set({ transport: t.name, state: s }, t.state === s ? 1 : 0);
+    for (const t of each(st)) for (const s of TRANSPORT_STATES) g.set({ transport: t.name, state: s }, t.state === s ? 1 : 0);
   });
   counter('bridgectl_transport_restarts_total', 'Times the supervisor restarted the transport', ['transport'], (c, st) => {
-    if (st.transport) c.inc({ transport: st.transport.name }, st.transport.restarts);
+    for (const t of each(st)) c.inc({ transport: t.name }, t.restarts);
   });
 }

@@ -24,6 +24,8 @@ export interface BridgeView {
     twins: TwinStats[];
   } | null;
   transport: { name: string; state: string; restarts: number; pid?: number | null } | null;
+  /** Every transport (a bridge may run several; `transport` is the first). */
+  transports?: Array<{ name: string; state: string; restarts: number; pid?: number | null }>;
   /** The rolling restart under way (current: the twin out now), or the last one. */
   restart: { current: string | null; finishedAt: string | null } | null;
   /** When the current onion keys became current, and how often they rotate. */

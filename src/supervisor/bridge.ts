@@ -10,7 +10,8 @@ import { readCookieFile } from '../extor-cookie/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { Supervisor, type InstanceStatus } from './supervisor.js';
-import { TransportRunner, type TransportStatus } from './transport.js';
+import type { TransportStatus } from './transport.js';
+import { TransportSet } from './transports.js';
 import { ControlServer, type ControlHandlers } from './control.js';
 import { systemdNotifier, type Notifier } from './notify.js';
 import { CpuMeter } from './cpu.js';
@@ -42,11 +43,14 @@ export interface BridgeStatus {
   cpuShare: number | null;
   instances: InstanceView[];
   balancer: BalancerStats | null;
+  /** The first transport (as before several), or null. */
   transport: (TransportStatus & { cpuShare: number | null }) | null;
   /** The rolling restart under way, or the last one. */
   restart: RestartState | null;
   /** When the current onion keys became current (as of the last check, every minute). */
   onionKeys: { rotatedAt: string; rotationDays: number } | null;
+  /** Every transport (a bridge may run several; `transport` is the first). */
+  transports?: Array<TransportStatus & { cpuShare: number | null }>;
 }
 
 export interface BridgeEvents {
@@ -58,7 +62,7 @@ export interface BridgeEvents {
 export class Bridge extends EventEmitter<BridgeEvents> {
   readonly twins: Supervisor;
   balancer: Balancer | null = null;
-  transport: TransportRunner | null = null;
+  readonly transports: TransportSet;
   private control: ControlServer | null = null;
   private metrics: MetricsServer | null = null;
   private health: NodeJS.Timeout | null = null;
@@ -86,6 +90,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   ) {
     super();
     this.twins = new Supervisor(cfg, logger);
+    this.transports = new TransportSet(cfg, logger);
+    this.transports.on('ready', () => this.checkReady());
+    this.transports.on('fatal', (msg) => this.emit('fatal', msg));
     this.notifier = notifier ?? systemdNotifier(logger);
     this.rotation = new OnionRotation({ ...this.cycleHost(), cfg: () => this.cfg });
     this.rolling = new RollingRestart(this.cycleHost(), () => this.cfg.dataDir);
@@ -162,15 +169,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.health = setInterval(() => void this.healthCheck(), c.balancer.healthCheckMs);
     this.health.unref();
 
-    if (c.transport) {
-      const t = new TransportRunner(c, this.logger);
-      this.transport = t;
-      t.on('ready', () => this.checkReady());
-      t.on('fatal', (msg) => this.emit('fatal', msg));
-      t.start();
-    }
+    this.transports.start();
     this.control = new ControlServer(c.runtimeDir, this.logger, {
       status: async () => this.status(),
+      'restart-transport': async (args) => this.transports.restart(String(args.name ?? '')),
       ...this.extraHandlers,
     });
     await this.control.start();
@@ -195,7 +197,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const st = this.status();
     const up = st.instances.filter((i) => i.balancerUp).length;
     const sessions = st.balancer?.sessions.current ?? 0;
-    const t = st.transport ? `, ${st.transport.name} ${st.transport.state}` : '';
+    const t = (st.transports ?? []).map((x) => `, ${x.name} ${x.state}`).join('');
     return `${up}/${st.instances.length} twins up, ${sessions} sessions${t}`;
   }
 
@@ -306,18 +308,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         changes.push('balancer limits');
       }
       if (JSON.stringify(prev.restart) !== JSON.stringify(next.restart)) changes.push('restart policy');
-      if (JSON.stringify(prev.transport) !== JSON.stringify(next.transport)) {
-        await this.transport?.stop();
-        this.transport = null;
-        if (next.transport) {
-          const t = new TransportRunner(merged, this.logger);
-          this.transport = t;
-          t.on('ready', () => this.checkReady());
-          t.on('fatal', (msg) => this.emit('fatal', msg));
-          t.start();
-        }
-        changes.push('transport restarted');
-      }
+      changes.push(...(await this.transports.reload(merged)));
       return changes;
     }).then(async (changes) => {
       // Instance count last, through the same paths as add/remove-instance.
@@ -373,7 +364,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Ready once the balancer listens, the transport (if any) reported SMETHODS DONE and a twin is up. */
   private checkReady(): void {
     const anyUp = this.balancer?.stats().twins.some((b) => b.up) ?? false;
-    const transportOk = !this.transport || this.transport.status().state === 'running';
+    const transportOk = this.transports.allRunning();
     if (!this.readySent && anyUp && transportOk) {
       this.readySent = true;
       this.logger.info('bridge ready');
@@ -387,7 +378,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const stats = this.balancer?.stats() ?? null;
     const byName = new Map(stats?.twins.map((b) => [b.name, b]));
     const now = Date.now();
-    const transport = this.transport?.status() ?? null;
+    const transports = this.transports.status().map((t) => ({ ...t, cpuShare: this.cpu.share(t.pid, t.startedAt, now) }));
     return {
       nickname: this.cfg.nickname,
       fingerprint: this.fingerprint,
@@ -410,7 +401,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         };
       }),
       balancer: stats,
-      transport: transport ? { ...transport, cpuShare: this.cpu.share(transport.pid, transport.startedAt, now) } : null,
+      transport: transports[0] ?? null,
+      transports,
       restart: this.rolling.progress,
       onionKeys: this.onionKeys,
     };
@@ -445,7 +437,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.rotationTimer) clearInterval(this.rotationTimer);
     await this.control?.stop();
     await this.metrics?.stop();
-    await this.transport?.stop();
+    await this.transports.stop();
     await this.balancer?.stop();
     await this.twins.stop();
   }

@@ -2,6 +2,7 @@
 export { Supervisor, torComplaint, MAX_EARLY_TOR_EXITS, type InstanceStatus, type InstanceState, type SupervisorEvents } from './supervisor.js';
 export { backoffDelay, nextFailures, parseTorLogLine, type BackoffPolicy } from './backoff.js';
 export { renderInstanceTorrc, fillTemplate, templatesDir } from './render.js';
+export { TransportSet } from './transports.js';
 export {
   TransportRunner,
   readSmethod,
@@ -12,7 +13,6 @@ export {
   type TransportState,
   type Smethod,
 } from './transport.js';
-export { parsePtLine, parseSmethodArgs, ptServerEnv, serverTransportOptions, bridgeLine, type PtMessage } from './ptproto.js';
 export { Bridge, type BridgeStatus, type InstanceView, type BridgeEvents, type RotationResult, type RotationOptions } from './bridge.js';
 export { ControlServer, controlRequest, controlSocketPath, type ControlHandlers } from './control.js';
 export { planRestart, readRestartState, restartStatePath, RESTART_STATE_FILE, type RestartState, type RestartResult, type RestartOptions } from './rolling-restart.js';

@@ -24,8 +24,8 @@ export async function preflight(c: ResolvedConfig): Promise<void> {
       throw new Error(`cannot write to ${d}: ${why} (bridgectl needs dataDir and runtimeDir writable)`);
     }
   }
-  if (c.transport && !(await whichExecutable(c.transport.command[0]!))) {
-    throw new Error(`transport command not found or not executable: ${c.transport.command[0]}`);
+  for (const t of c.transports) {
+    if (!(await whichExecutable(t.command[0]!))) throw new Error(`transport command not found or not executable: ${t.command[0]}`);
   }
   if (c.mode === 'relay') return; // no cookie; Relays checks identities and the family key itself
   try {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { twinBandwidth, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
+import { twinBandwidth, twinOrPort, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
 
 /** The package's templates/ folder (same place from src/ under tsx and from dist/src/). */
 export function templatesDir(): string {
@@ -45,7 +45,10 @@ export function renderInstanceTorrc(
     count: c.instances,
     nickname: c.nickname,
     dataDir: l.dataDir,
-    orPort: oneLine('orPort', String(c.orPort)), // a list is refused in bridge mode (config/relay.ts)
+    // With a public ORPort each twin listens on its own port and advertises the shared one (kernel DNAT).
+    orPort: c.publicOrPort ? `${twinOrPort(c.publicOrPort, l.index)} NoAdvertise` : oneLine('orPort', String(c.orPort)),
+    publicOrPortLine: c.publicOrPort ? `ORPort ${c.publicOrPort} NoListen` : '# (no public ORPort: see docs/transports.md)',
+    distribution: c.distribution ?? 'none',
     extOrPort: l.extOrPortAddress,
     controlSocket: l.controlSocket,
     contactInfoLine: c.contactInfo ? `ContactInfo ${oneLine('contactInfo', c.contactInfo)}` : '# (no ContactInfo set)',

@@ -1,25 +1,24 @@
-// Supervising the pluggable-transport server (obfs4proxy, snowflake-server, lyrebird, webtunnel...)
-// as a managed transport per pt-spec, with the balancer as its Extended ORPort.
+// Supervising one pluggable-transport server (obfs4proxy, lyrebird, snowflake-server, meek-server,
+// webtunnel, ...) as a managed transport per pt-spec, with the balancer as its Extended ORPort. What
+// differs per kind of server (stderr, normal exits, checks) comes from its descriptor (src/transports).
 import { EventEmitter } from 'node:events';
 import { access, mkdir, writeFile, readFile, chmod, constants } from 'node:fs/promises';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { ResolvedConfig } from '../config/index.js';
+import type { ResolvedConfig, ResolvedTransport } from '../config/index.js';
 import { spawnChild, type Child } from '../tor/index.js';
-import { childLineLevel } from '../log/index.js';
+import { parsePtLine, ptServerEnv } from '../pt/index.js';
+import { transportKind, type Smethod } from '../transports/index.js';
 import { backoffDelay, backoffSleep, nextFailures, type BackoffPolicy } from './backoff.js';
-import { parsePtLine, ptServerEnv } from './ptproto.js';
+import { probeListening } from './listen-probe.js';
 
 export type TransportState = 'starting' | 'running' | 'backoff' | 'failed' | 'stopping' | 'stopped';
-
-export interface Smethod {
-  transport: string;
-  address: string;
-  args: Record<string, string>;
-}
+export type { Smethod };
 
 export interface TransportStatus {
   name: string;
+  /** The descriptor used: obfs4, snowflake, meek, webtunnel or generic. */
+  kind?: string;
   state: TransportState;
   pid: number | null;
   restarts: number;
@@ -27,21 +26,32 @@ export interface TransportStatus {
   readyAt: number | null;
   smethod: Smethod | null;
   lastError: string | null;
+  stateDir?: string;
 }
 
 /** Exits before SMETHODS DONE in a row that mean the transport can never start. */
 export const MAX_EARLY_EXITS = 5;
+/** How long after SMETHODS DONE the transport's own process may take to be seen listening. */
+const PROBE_MS = 3_000;
 
-export function smethodFile(c: Pick<ResolvedConfig, 'dataDir'>): string {
-  return join(c.dataDir, 'transport-smethod.json');
+type Where = Pick<ResolvedConfig, 'dataDir'>;
+
+/** Where the last SMETHOD of transport `name` is kept (for `bridgectl bridgeline`). */
+export function smethodFile(c: Where, name: string): string {
+  return join(c.dataDir, `transport-smethod-${name}.json`);
 }
 
-export async function readSmethod(c: Pick<ResolvedConfig, 'dataDir'>): Promise<Smethod | null> {
-  try {
-    return JSON.parse(await readFile(smethodFile(c), 'utf8')) as Smethod;
-  } catch {
-    return null;
+export async function readSmethod(c: Where, name: string): Promise<Smethod | null> {
+  // Before several transports, the one transport's SMETHOD was kept in transport-smethod.json.
+  for (const f of [smethodFile(c, name), join(c.dataDir, 'transport-smethod.json')]) {
+    try {
+      const sm = JSON.parse(await readFile(f, 'utf8')) as Smethod;
+      if (sm.transport === name) return sm;
+    } catch {
+      /* next */
+    }
   }
+  return null;
 }
 
 /** Finds `cmd` on PATH (or checks it when it has a slash); null when not executable. */
@@ -50,7 +60,7 @@ export async function whichExecutable(cmd: string, path = process.env.PATH ?? ''
   for (const c of candidates) {
     try {
       await access(c, constants.X_OK);
-      return isAbsolute(c) ? c : c;
+      return c;
     } catch {
       /* next */
     }
@@ -64,22 +74,31 @@ export interface TransportEvents {
   down: [string];
 }
 
+export interface TransportContext {
+  dataDir: string;
+  /** The balancer: the transport's Extended ORPort. */
+  extendedServerPort: string;
+  authCookieFile: string;
+}
+
 export class TransportRunner extends EventEmitter<TransportEvents> {
   private child: Child | null = null;
   private stopping = false;
+  private restarting = false;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   readonly st: TransportStatus;
 
   constructor(
-    private readonly cfg: ResolvedConfig,
+    readonly entry: ResolvedTransport,
+    private readonly ctx: TransportContext,
     private readonly logger: Logger,
-    private readonly policy: BackoffPolicy = cfg.restart,
+    private readonly policy: BackoffPolicy,
   ) {
     super();
-    if (!cfg.transport) throw new Error('no transport configured');
     this.st = {
-      name: cfg.transport.name,
+      name: entry.name,
+      kind: transportKind(entry.name).kind,
       state: 'stopped',
       pid: null,
       restarts: 0,
@@ -87,6 +106,7 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       readyAt: null,
       smethod: null,
       lastError: null,
+      stateDir: entry.stateDir,
     };
   }
 
@@ -99,6 +119,13 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
     this.loop = this.run();
   }
 
+  /** Stops the process and starts it again at once (no backoff); the twins and other transports are untouched. */
+  async restart(graceMs = 5_000): Promise<void> {
+    if (!this.child) throw new Error(`transport ${this.st.name} is not running (${this.st.state})`);
+    this.restarting = true;
+    await this.child.stop(graceMs);
+  }
+
   private fatal(msg: string): void {
     this.st.state = 'failed';
     this.st.lastError = msg;
@@ -107,7 +134,8 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
   }
 
   private async run(): Promise<void> {
-    const t = this.cfg.transport!;
+    const t = this.entry;
+    const kind = transportKind(t.name);
     const log = this.logger.child({ transport: t.name });
     const [cmd, ...args] = t.command;
     const exe = await whichExecutable(cmd!);
@@ -118,8 +146,8 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       ...ptServerEnv({
         transport: t.name,
         listen: t.listen,
-        extendedServerPort: this.cfg.balancer.listen,
-        authCookieFile: this.cfg.balancer.cookieFile,
+        extendedServerPort: this.ctx.extendedServerPort,
+        authCookieFile: this.ctx.authCookieFile,
         stateDir: t.stateDir,
         options: t.options,
       }),
@@ -135,12 +163,37 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       this.st.state = 'starting';
       this.st.startedAt = started;
       this.st.readyAt = null;
+      const failSetup = (why: string): void => {
+        configError ??= why;
+        this.child?.kill('SIGTERM');
+      };
+      const onDone = async (sm: Smethod, pid: number): Promise<void> => {
+        // A SMETHOD is a claim; the transport's own listening socket is the fact.
+        const port = Number(/:(\d+)$/.exec(t.listen)?.[1]) || Number(/:(\d+)$/.exec(sm.address)?.[1]);
+        if (!(await probeListening(pid, port, PROBE_MS))) {
+          return failSetup(`it reported SMETHODS DONE, but no socket of its own listens on port ${port} of ${t.listen}${configError ? '' : ' (is the port taken by another program?)'}`);
+        }
+        if (configError || this.child?.pid !== pid) return;
+        ready = true;
+        this.st.smethod = sm;
+        this.st.readyAt = Date.now();
+        this.st.state = 'running';
+        await writeFile(smethodFile(this.ctx, t.name), JSON.stringify(sm, null, 2) + '\n', { mode: 0o600 }).catch((e) =>
+          log.warn({ err: (e as Error).message }, 'cannot record SMETHOD'),
+        );
+        this.emit('ready', this.status());
+      };
       const child = spawnChild(exe, args, {
         env,
         keepStdin: true,
         keepLines: 30,
         onLine: (line, stream) => {
-          if (stream === 'stderr') return log[childLineLevel(line)]({ stream: 'stderr' }, line);
+          if (stream === 'stderr') {
+            const r = kind.readStderr(line);
+            log[r.level]({ stderr: true }, r.message);
+            if (r.setupFailed && !ready) failSetup(r.setupFailed);
+            return;
+          }
           const m = parsePtLine(line);
           switch (m.kind) {
             case 'VERSION':
@@ -148,30 +201,20 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
               break;
             case 'VERSION-ERROR':
             case 'ENV-ERROR':
-              configError = `${m.kind}: ${m.message}`;
               log.error({ pt: m.kind }, m.message);
+              failSetup(`${m.kind}: ${m.message}`);
               break;
             case 'SMETHOD-ERROR':
-              configError = `SMETHOD-ERROR ${m.transport}: ${m.message}`;
               log.error({ pt: m.kind, method: m.transport }, m.message);
+              failSetup(`SMETHOD-ERROR ${m.transport}: ${m.message}`);
               break;
             case 'SMETHOD':
               if (m.transport === t.name) smethod = { transport: m.transport, address: m.address, args: m.args };
-              log.info({ pt: m.kind, method: m.transport, address: m.address, args: m.args }, 'transport method ready');
+              log.info({ pt: m.kind, method: m.transport, address: m.address, args: m.args }, 'transport method announced');
               break;
             case 'SMETHODS DONE':
-              if (!smethod) {
-                configError ??= `transport finished setup without a SMETHOD for "${t.name}"`;
-              } else {
-                ready = true;
-                this.st.smethod = smethod;
-                this.st.readyAt = Date.now();
-                this.st.state = 'running';
-                void writeFile(smethodFile(this.cfg), JSON.stringify(smethod, null, 2) + '\n', { mode: 0o600 }).catch((e) =>
-                  log.warn({ err: (e as Error).message }, 'cannot record SMETHOD'),
-                );
-                this.emit('ready', this.status());
-              }
+              if (!smethod) failSetup(`transport finished setup without a SMETHOD for "${t.name}"`);
+              else if (!configError) void onDone(smethod, child.pid);
               break;
             case 'LOG': {
               const lvl = m.severity === 'error' ? 'error' : m.severity === 'warning' ? 'warn' : m.severity === 'debug' ? 'debug' : 'info';
@@ -184,7 +227,6 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
             default:
               log.info({ stdout: line }, line);
           }
-          if (configError && this.child) this.child.kill('SIGTERM');
         },
       });
       this.child = child;
@@ -194,7 +236,18 @@ export class TransportRunner extends EventEmitter<TransportEvents> {
       this.child = null;
       this.st.pid = null;
       const reason = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      if (this.stopping || this.restarting) {
+        const normal = kind.normalStopExit(t, exit.code, exit.signal);
+        if (normal) log.debug({ reason }, `transport stopped (${reason})`);
+        else log.warn({ reason, lastLines: exit.lastLines.slice(-5) }, `transport ${reason} when asked to stop`);
+      }
       if (this.stopping) break;
+      if (this.restarting) {
+        this.restarting = false;
+        this.st.restarts++;
+        this.emit('down', 'restarted on request');
+        continue;
+      }
       this.emit('down', reason);
       if (configError) return this.fatal(`transport ${t.name} cannot start: ${configError}`);
       earlyExits = ready ? 0 : earlyExits + 1;

@@ -1,5 +1,5 @@
-// What a managed server transport needs from pt-spec's environment (TOR_PT_*). Pure.
-import { parseEndpoint, type Endpoint } from './address.js';
+// pt-spec, the transport's side: what a managed server transport reads from tor's environment (TOR_PT_*). Pure.
+import { parseEndpoint, type Endpoint } from './endpoint.js';
 
 export interface PtServerEnv {
   /** Our transport's bind address (TOR_PT_SERVER_BINDADDR), or 127.0.0.1:0. */
