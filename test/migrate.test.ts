@@ -145,7 +145,8 @@ test('recipe: the dry run shows and writes nothing; --apply keeps keys, nickname
   assert.deepEqual(c.balancer, { listen: '127.0.0.1:10000', sourceRange: '127.0.2.0/24' });
   assert.deepEqual(c.transport, {
     name: 'snowflake',
-    command: ['/usr/local/bin/snowflake-server', '--acme-hostnames', 'snowflake.example', '--log', '/var/log/snowflake-server/snowflake-server.log'],
+    // Its --log FILE is dropped: under the shipped unit it could not be opened; stderr reaches the journal.
+    command: ['/usr/local/bin/snowflake-server', '--acme-hostnames', 'snowflake.example'],
     listen: '0.0.0.0:443',
     options: { 'orport-srcaddr': '127.0.3.0/24', 'num-turbotunnel': '4' },
     env: { GOMAXPROCS: '4' },
@@ -197,8 +198,12 @@ test('single tor: ServerTransportPlugin, pt_state with obfs4_state.json, a nickn
   const c = parseYaml(await readFile(cfg, 'utf8')) as Record<string, unknown>;
   assert.equal(c.nickname, 'MyObfsBridge');
   assert.equal(c.instances, 1);
-  assert.equal(c.orPort, '9001');
-  assert.equal(c.torrc, 'Nickname MyObfsBridge\nORPort [2001:db8::1]:9001\n');
+  // A distributed bridge (no BridgeDistribution: tor's default, any) keeps its public ORPort, shared by the twins.
+  assert.equal(c.orPort, undefined);
+  assert.equal(c.distribution, 'any');
+  assert.equal(c.publicOrPort, '0.0.0.0:9001');
+  assert.match(r.stdout, /ORPort \[2001:db8::1\]:9001 is not carried/);
+  assert.equal(c.torrc, 'Nickname MyObfsBridge\n');
   assert.deepEqual(c.transport, { name: 'obfs4', command: ['/usr/bin/obfs4proxy'], listen: '0.0.0.0:443', options: { 'iat-mode': '1' } });
   assert.deepEqual(await readFile(join(data, 'pt_state/obfs4_state.json')), await readFile(join(td, 'pt_state/obfs4_state.json')));
   for (const p of ['pt_state/obfs4_state.json', 'identity/keys/secret_id_key', 'instances/MyObfsBridge1/keys/secret_id_key', 'instances/MyObfsBridge1/keys/secret_onion_key.old']) {

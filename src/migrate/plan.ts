@@ -158,8 +158,8 @@ function extraLines(instances: SourceInstance[], untranslated: string[], notes: 
       }
       if (l.lower in TEMPLATE) {
         if (l.value === TEMPLATE[l.lower]) continue;
-        if (l.lower === 'bridgedistribution') keep.push(formatLine(l));
-        else untranslated.push(`${where}: ${l.key} ${l.value} (bridgectl sets ${l.key} ${TEMPLATE[l.lower]})`);
+        // BridgeDistribution becomes the config's distribution: (see publicOrPortOf).
+        if (l.lower !== 'bridgedistribution') untranslated.push(`${where}: ${l.key} ${l.value} (bridgectl sets ${l.key} ${TEMPLATE[l.lower]})`);
         continue;
       }
       keep.push(formatLine(l));
@@ -175,10 +175,42 @@ function extraLines(instances: SourceInstance[], untranslated: string[], notes: 
   return [...new Set(common)];
 }
 
-function orPort(instances: SourceInstance[], untranslated: string[], extra: string[]): string | undefined {
+/** An ORPort address others can reach (not loopback, not auto). */
+function isPublicOrPort(v: string): boolean {
+  const a = v.split(/\s+/)[0]!;
+  return !/(^|:)auto$/.test(a) && !/^(127\.|\[::1\]|localhost)/.test(a) && !/\bNoListen\b/i.test(v);
+}
+
+/**
+ * A distributed bridge (BridgeDistribution other than none, or none given: tor's default is any)
+ * with a public ORPort keeps both: `distribution:` and `publicOrPort:` (the twins share it by DNAT).
+ * Otherwise the bridge is unlisted and its twins' ORPorts stay on loopback.
+ */
+function publicOrPortOf(instances: SourceInstance[], untranslated: string[], notes: string[]): { distribution?: string; publicOrPort?: string } {
+  const first = instances[0]!;
+  const given = lastValue(first.torrc, 'BridgeDistribution');
+  const pub = allValues(first.torrc, 'ORPort').find(isPublicOrPort)?.split(/\s+/)[0];
+  if (given === 'none') return {};
+  if (!pub) {
+    if (given) untranslated.push(`${first.torrcPath}: BridgeDistribution ${given} without a public ORPort: the migrated bridge is unlisted (distribution: none)`);
+    return {};
+  }
+  const addr = /^\d+$/.test(pub) ? `0.0.0.0:${pub}` : pub;
+  notes.push(`distributed bridge (BridgeDistribution ${given ?? 'any, tor\'s default'}): its ORPort ${addr} is shared by the twins (publicOrPort:, nftables DNAT; see docs/transports.md)`);
+  return { distribution: given ?? 'any', publicOrPort: addr };
+}
+
+function orPort(instances: SourceInstance[], untranslated: string[], shared: string | undefined): string | undefined {
   const all = instances.map((i) => allValues(i.torrc, 'ORPort'));
   const firsts = [...new Set(all.map((a) => a[0] ?? ''))];
-  for (const a of all) for (const more of a.slice(1)) if (!extra.includes(`ORPort ${more}`)) extra.push(`ORPort ${more}`);
+  for (const a of all) {
+    for (const more of a.slice(1)) {
+      const why = `bridgectl gives each twin one ORPort${shared ? ` and shares ${shared} among them` : ''}`;
+      const line = `${instances[0]!.torrcPath}: ORPort ${more} is not carried (${why})`;
+      if (!untranslated.includes(line)) untranslated.push(line);
+    }
+  }
+  if (shared) return undefined;
   if (firsts.length === 1 && firsts[0]) {
     if (instances.length > 1 && !/:auto$|^auto$/.test(firsts[0].split(/\s+/)[0]!)) untranslated.push(`ORPort ${firsts[0]}: a fixed port cannot be shared by ${instances.length} twins`);
     else return firsts[0] === '127.0.0.1:auto' ? undefined : firsts[0];
@@ -199,10 +231,14 @@ function fromUnit(s: Source, takes: string[], notes: string[], untranslated: str
   if (names.length > 1) untranslated.push(`${u.path}: TOR_PT_SERVER_TRANSPORTS also names ${names.slice(1).join(', ')}; only ${name} is carried`);
   if (!u.exec) throw new MigrateError(`${u.path} has no ExecStart; nothing was changed`);
   if (/@/.test(u.exec.prefixes)) untranslated.push(`${u.path}: ExecStart's "@" prefix (argv[0] differs from the program) is dropped`);
-  const command = u.exec.argv.map((a) => {
-    if (/%[a-zA-Z]/.test(a) || /\$\{?[A-Za-z_]/.test(a)) untranslated.push(`${u.path}: ExecStart argument "${a}" has a systemd specifier or variable; it is kept as written`);
-    return a;
-  });
+  const command = withoutLogFile(
+    u.exec.argv.map((a) => {
+      if (/%[a-zA-Z]/.test(a) || /\$\{?[A-Za-z_]/.test(a)) untranslated.push(`${u.path}: ExecStart argument "${a}" has a systemd specifier or variable; it is kept as written`);
+      return a;
+    }),
+    u.path,
+    notes,
+  );
   const bind = (envValue(env, 'TOR_PT_SERVER_BINDADDR') ?? '').split(',').find((b) => b.startsWith(`${name}-`));
   if (!bind) throw new MigrateError(`${u.path}: TOR_PT_SERVER_BINDADDR has no address for ${name}; nothing was changed`);
   const options = parseTransportOptions(envValue(env, 'TOR_PT_SERVER_TRANSPORT_OPTIONS') ?? '', name);
@@ -234,7 +270,24 @@ function fromUnit(s: Source, takes: string[], notes: string[], untranslated: str
   return { transport: { name, command, listen: bind.slice(name.length + 1), ...(Object.keys(options).length ? { options } : {}), ...(Object.keys(extEnv).length ? { env: extEnv } : {}) }, balancer };
 }
 
-function fromTorrc(i: SourceInstance, takes: string[], untranslated: string[]): Translated | null {
+/**
+ * A transport's own log file (snowflake-server's and meek-server's `-log FILE`) is dropped: under the
+ * shipped unit (ProtectSystem=strict) it could not be opened, and on stderr bridgectl logs each line.
+ */
+function withoutLogFile(argv: string[], where: string, notes: string[]): string[] {
+  const out: string[] = [];
+  for (let k = 0; k < argv.length; k++) {
+    const a = argv[k]!;
+    if (/^--?log$/.test(a) && k + 1 < argv.length) {
+      notes.push(`${where}: "${a} ${argv[k + 1]}" dropped: the transport logs to stderr, which bridgectl reads into its journal`);
+      k++;
+    } else if (/^--?log=/.test(a)) notes.push(`${where}: "${a}" dropped: the transport logs to stderr, which bridgectl reads into its journal`);
+    else out.push(a);
+  }
+  return out;
+}
+
+function fromTorrc(i: SourceInstance, takes: string[], untranslated: string[], notes: string[]): Translated | null {
   const plugins = allValues(i.torrc, 'ServerTransportPlugin');
   if (!plugins.length) return null;
   const [namesField = '', how = '', ...cmd] = splitWords(plugins[0]!);
@@ -254,7 +307,7 @@ function fromTorrc(i: SourceInstance, takes: string[], untranslated: string[]): 
     }
   }
   takes.push(`the transport ${name} from ${i.torrcPath}: ${cmd.join(' ')} on ${listen}${Object.keys(options).length ? `, options ${JSON.stringify(options)}` : ''}`);
-  return { transport: { name, command: cmd, listen, ...(Object.keys(options).length ? { options } : {}) }, balancer: {} };
+  return { transport: { name, command: withoutLogFile(cmd, i.torrcPath, notes), listen, ...(Object.keys(options).length ? { options } : {}) }, balancer: {} };
 }
 
 function rotationOf(first: SourceInstance, instances: SourceInstance[], notes: string[]): RotationState {
@@ -281,9 +334,10 @@ export function buildPlan(s: Source, t: PlanTarget): Plan {
   const { base, ordered } = nicknames(s.instances, t.nickname, notes, extra);
   const contacts = [...new Set(ordered.map((i) => lastValue(i.torrc, 'ContactInfo') ?? ''))];
   if (contacts.length > 1) untranslated.push(`the instances' ContactInfo differ (${contacts.map((c) => JSON.stringify(c)).join(', ')}); ${JSON.stringify(contacts[0])} is kept`);
-  const port = orPort(ordered, untranslated, extra);
+  const dist = publicOrPortOf(ordered, untranslated, notes);
+  const port = orPort(ordered, untranslated, dist.publicOrPort);
   extra.push(...extraLines(ordered, untranslated, notes));
-  const tr = s.kind === 'recipe' ? fromUnit(s, takes, notes, untranslated) : fromTorrc(ordered[0]!, takes, untranslated);
+  const tr = s.kind === 'recipe' ? fromUnit(s, takes, notes, untranslated) : fromTorrc(ordered[0]!, takes, untranslated, notes);
   if (s.kind === 'recipe') {
     for (const i of ordered) {
       const shim = lastValue(i.torrc, 'ServerTransportPlugin');
@@ -300,6 +354,7 @@ export function buildPlan(s: Source, t: PlanTarget): Plan {
     ...(contacts[0] ? { contactInfo: contacts[0] } : {}),
     ...(extra.length ? { torrc: `${extra.join('\n')}\n` } : {}),
     ...(port ? { orPort: port } : {}),
+    ...dist,
     ...(tr && Object.keys(tr.balancer).length ? { balancer: tr.balancer } : {}),
     ...(tr ? { transport: tr.transport } : {}),
   };
