@@ -24,8 +24,10 @@ export function cli(args: string[], opts: { env?: Record<string, string>; cwd?: 
 }
 
 /** Starts `bridgectl ARGS` in the background. */
-export function cliBackground(args: string[]): ResultPromise<{ reject: false; all: true; buffer: true }> {
-  return execa(process.execPath, [CLI, ...args], { reject: false, all: true, buffer: true });
+export function cliBackground(args: string[]): ResultPromise<{ reject: false; all: true; buffer: true; forceKillAfterDelay: number }> {
+  // A SIGTERM stop drains open sessions for up to stopDrainSeconds (10 s) first: execa's own
+  // SIGKILL after 5 s would cut that short and hide the exit code.
+  return execa(process.execPath, [CLI, ...args], { reject: false, all: true, buffer: true, forceKillAfterDelay: 30_000 });
 }
 
 /** Pids of processes whose command line contains `needle` (from /proc). */

@@ -300,8 +300,9 @@ test('status shows each relay\'s flags and weight once listed; a rolling restart
     }).on('error', reject),
   );
   for (const n of fps.keys()) {
-    assert.match(scrape, new RegExp(`^bridgectl_instance_up\\{instance="${n}"\\} 1$`, 'm'), `${n} up in metrics`);
-    assert.match(scrape, new RegExp(`^tor_\\w+\\{[^}]*instance="${n}"`, 'm'), `${n}'s tor metrics`);
+    // Each relay is told apart by a label of its own (twin=), as the bridge's twins are; instance stays the host's.
+    assert.match(scrape, new RegExp(`^bridgectl_instance_up\\{twin="${n}"\\} 1$`, 'm'), `${n} up in metrics`);
+    assert.match(scrape, new RegExp(`^tor_\\w+\\{[^}]*twin="${n}"`, 'm'), `${n}'s tor metrics`);
   }
   const before = [...fps.keys()].map((n) => torPids(n)[0]);
   const { controlRequest } = await import('../src/supervisor/index.js');
