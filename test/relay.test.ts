@@ -101,6 +101,18 @@ test('relay torrc: own nickname and ORPorts, FamilyId and its key directory, MyF
   assert.ok(!renderRelayTorrc(cfg('relay:\n  myFamily: false\n'), l, { id: 'x', members }).includes('MyFamily'));
 });
 
+test('relay torrc: the bandwidth section is divided among the relays (R/3 each, R/4 with a fourth)', () => {
+  const members = [{ name: 'fam1', fingerprint: 'A'.repeat(40) }];
+  const three = cfg('bandwidth:\n  rate: 3 MBytes\n  burst: 6 MBytes\n');
+  const t3 = renderRelayTorrc(three, instanceLayout(three, 1), { id: 'x', members }).split('\n');
+  assert.ok(t3.includes(`RelayBandwidthRate ${Math.floor((3 * 1024 * 1024) / 3)}`), t3.join('\n'));
+  assert.ok(t3.includes(`RelayBandwidthBurst ${Math.floor((6 * 1024 * 1024) / 3)}`), t3.join('\n'));
+  const four = { ...three, instances: 4 };
+  const t4 = renderRelayTorrc(four, instanceLayout(four, 4), { id: 'x', members }).split('\n');
+  assert.ok(t4.includes(`RelayBandwidthRate ${Math.floor((3 * 1024 * 1024) / 4)}`), t4.join('\n'));
+  assert.ok(!renderRelayTorrc(cfg(''), instanceLayout(three, 1), { id: 'x', members }).includes('RelayBandwidthRate'));
+});
+
 test('signing certificate expiry is read from tor-cert bytes (hours since the epoch)', () => {
   const b = Buffer.alloc(32 + 40);
   b.write('== ed25519v1-cert: type4 ==');

@@ -1,5 +1,5 @@
 // A relay instance's torrc, from the config and the family's current members. Pure.
-import { orPortFor, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
+import { orPortFor, twinBandwidth, type InstanceLayout, type ResolvedConfig } from '../config/index.js';
 
 export interface FamilyView {
   /** FamilyId (tor >= 0.4.9): the family key's public id. */
@@ -16,6 +16,13 @@ function oneLine(key: string, v: string): string {
 /** The directory each instance's tor searches for the family's secret key. */
 export function familyKeyDirOf(l: Pick<InstanceLayout, 'dataDir'>): string {
   return `${l.dataDir}/family`;
+}
+
+/** The host's bandwidth.rate/burst divided among its relays (re-divided when one is added or removed). */
+function relayBandwidth(c: ResolvedConfig): string[] {
+  const bw = twinBandwidth(c.bandwidth, c.instances);
+  if (!bw) return ['# (no bandwidth limit)'];
+  return [`# the host's bandwidth.rate/burst divided among its ${c.instances} relays`, `RelayBandwidthRate ${bw.rate}`, `RelayBandwidthBurst ${bw.burst}`];
 }
 
 export function renderRelayTorrc(c: ResolvedConfig, l: InstanceLayout, family: FamilyView): string {
@@ -39,6 +46,7 @@ export function renderRelayTorrc(c: ResolvedConfig, l: InstanceLayout, family: F
     ...(c.relay.myFamily && others.length ? [`MyFamily ${others.map((fp) => `$${fp}`).join(',')}`] : []),
     ...(c.relay.masterKeyDir ? ['OfflineMasterKey 1'] : []),
     ...c.relay.exitPolicy.map((p) => `ExitPolicy ${oneLine('relay.exitPolicy', p)}`),
+    ...relayBandwidth(c),
     ...(l.metricsPortAddress ? [`MetricsPort ${l.metricsPortAddress}`, 'MetricsPortPolicy accept 127.0.0.0/8'] : ['# (no MetricsPort)']),
     'Log notice stdout',
     '# --- extra lines from the config\'s "torrc" key ---',
