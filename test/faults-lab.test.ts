@@ -49,7 +49,7 @@ async function expectStartFault(file: string, re: RegExp, wrap: string[] = []): 
     reject: false,
     timeout: 90_000,
   });
-  assert.notEqual(r.exitCode, 0, `exit code for ${file}`);
+  assert.notEqual(r.exitCode, 0, `exit code for ${file}:\n${r.stderr.slice(-3000)}\n${r.stdout.slice(-2000)}`);
   const lines = r.stderr.split('\n').filter(Boolean);
   assert.ok(lines.some((l) => re.test(l)), `stderr of ${file} matches ${re}:\n${r.stderr}`);
   assert.ok(lines.length <= 3, `a clear line, not a dump:\n${r.stderr}`);

@@ -58,8 +58,10 @@ function onEvent(kind: number, a: number, b: unknown, c: unknown, d: unknown): v
       return;
     case 3: {
       const r = done.get(a);
+      if (!r) return;
       done.delete(a);
-      r?.();
+      engine?.engineRef(false);
+      r();
       return;
     }
     case 4:
@@ -111,6 +113,10 @@ export function onBalancerEvents(handle: number, h: BalancerEvents | null): void
 /** A token for a command whose completion the engine reports, and the promise of that report. */
 export function completion(): { token: number; promise: Promise<void> } {
   const token = nextToken++;
+  // The report comes through the engine's threadsafe function, which does not keep Node alive by
+  // itself: hold a reference until it arrives, or a balancer that failed to listen (nothing else
+  // alive) would let the process exit with 0 while its stop was still awaited.
+  engine?.engineRef(true);
   const promise = new Promise<void>((resolve) => done.set(token, resolve));
   return { token, promise };
 }
