@@ -157,7 +157,8 @@ async function packageChecks(b: Box, deb: string): Promise<void> {
   void fp;
 
   // Active: READY=1 reached systemd (Type=notify: start returns only then), with a STATUS= line.
-  await b.ok('systemctl enable --now bridgectl', 180_000);
+  const enabled = await b.sh('systemctl enable --now bridgectl', 180_000);
+  if (enabled.code !== 0) assert.fail(`systemctl enable --now bridgectl:\n${enabled.out}\n${(await b.sh('journalctl -u bridgectl --no-pager -n 40')).out}`);
   let p = await show(b, 'ActiveState,SubState,StatusText,MainPID');
   assert.equal(p.ActiveState, 'active');
   assert.equal(p.SubState, 'running');

@@ -1,7 +1,7 @@
 // Loading the native addon (native/*.c, built by node-gyp from the package's binding.gyp: `npm ci`
 // or `npm rebuild` in the package's directory). The engine is the one data path: without the addon
 // bridgectl does not start (engineMissingMessage says why and how to build it).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,11 +12,19 @@ const ADDON_FILE = join('build', 'Release', 'bind_no_port.node');
 let addon: Record<string, unknown> | null | undefined;
 let addonError = '';
 
-/** The directory with package.json and binding.gyp: a checkout, or where the package is installed. */
+/**
+ * bridgectl's own directory (its package.json): a checkout (with binding.gyp), an npm install, or
+ * the Debian package's /usr/lib/bridgectl (which ships the built addon, not binding.gyp).
+ */
 export function packageRoot(): string | null {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string };
+      if (pkg.name === 'bridgectl') return dir;
+    } catch {
+      /* not here */
+    }
     dir = dirname(dir);
   }
   return null;
