@@ -4,6 +4,7 @@
 // proxy's CPU comes from /proc/PID/stat and its RSS from /proc/PID/status. Run by scripts/bench.sh
 // inside a fresh loopback-only network namespace. See bench/README.md.
 //   node dist/bench/run.js [--quick] [--proxies haproxy,bridgectl,...] [--perf] [--only bulk,rate,idle]
+//   (a proxy bridgectl@BYTES is bridgectl with BRIDGECTL_SPLICE_PIPE_SIZE=BYTES, to compare pipe sizes)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -140,9 +141,11 @@ async function startProxy(name: string, opts: { perfMap?: boolean } = {}): Promi
         'frontend f', `\tbind ${listen}`, '\tdefault_backend b', 'backend b', `\tserver s1 ${backend}`, ''].join('\n'),
     );
     proc = start('haproxy', ['-db', '-f', cfgFile]);
-  } else if (name === 'bridgectl') {
+  } else if (name === 'bridgectl' || name.startsWith('bridgectl@')) {
+    // bridgectl@BYTES: the same build with another splice pipe size (the levers, side by side).
+    const pipe = name.startsWith('bridgectl@') ? { BRIDGECTL_SPLICE_PIPE_SIZE: name.slice('bridgectl@'.length) } : {};
     cookieFile = staticCookie;
-    proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn']);
+    proc = start(process.execPath, [...nodeFlags, CLI, 'balancer', '--listen', listen, '--cookie', staticCookie, '--backend', `${backend}=${backendCookie}`, '--log-level', 'warn'], pipe);
   } else if (name === 'node-pipe') {
     proc = start(process.execPath, [...nodeFlags, join(here, 'pipe-proxy.js'), '--listen', listen, '--backend', backend]);
   } else throw new Error(`unknown proxy ${name}`);

@@ -146,6 +146,7 @@ typedef struct bal bal_t;
 typedef struct {
   int pipe[2];
   size_t inpipe;
+  int cap; /* the pipe's capacity; E.pipe_size once growing it failed (not tried again) */
   uint8_t *first; /* bytes to write before anything spliced */
   size_t first_len, first_off;
   size_t uncounted; /* leading bytes not counted as relayed (tor's OKAY) */
@@ -284,12 +285,13 @@ struct engine {
   int nbals;
   /* Worker only: */
   int pool[POOL_MAX][2];
+  int pool_cap[POOL_MAX];
   int npool;
   _Atomic int64_t pipes;
   sess_t *deadlist;
   event_t *stopped; /* stop commands done this batch: posted (and their balancers freed) after it */
   atomic_bool stop;
-  int pipe_size;
+  int pipe_size; /* what a pipe grows to once a read fills it (F_SETPIPE_SZ) */
   uint8_t rnd[4096];
   size_t rndpos;
   uint64_t prng;

@@ -1,19 +1,35 @@
 /* The relay: splice(2) through a pipe per busy direction, backpressure, close propagation. */
 #include "engine.h"
 
+/*
+ * Pipes start at the kernel's default size (64 KiB) and grow to E.pipe_size (1 MiB) once a read
+ * fills half of one (a pipe slot holds a page at most, often less, so a full pipe can hold less
+ * than its size): a bulk direction then moves big batches (fewer splices, ACKs and wake-ups per
+ * byte), while the many directions that carry a cell at a time keep small pipes and never pay
+ * for F_SETPIPE_SZ. Growing is best effort: past the per-user pipe quota
+ * (fs.pipe-user-pages-soft) the kernel refuses, and the pipe keeps working at its size.
+ */
 int relay_get_pipe(dir_t *x) {
   if (x->pipe[0] >= 0) return 0;
   if (E.npool > 0) {
     E.npool--;
     x->pipe[0] = E.pool[E.npool][0];
     x->pipe[1] = E.pool[E.npool][1];
+    x->cap = E.pool_cap[E.npool];
     return 0;
   }
   if (pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
-  /* Best effort: past the per-user pipe quota the kernel keeps a small pipe, which still works. */
-  if (E.pipe_size > 0) (void)fcntl(x->pipe[0], F_SETPIPE_SZ, E.pipe_size);
+  int cap = fcntl(x->pipe[0], F_GETPIPE_SZ);
+  x->cap = cap > 0 ? cap : E.pipe_size;
   INC(E.pipes, 1);
   return 0;
+}
+
+/* A read half filled the pipe: grow it (once; a refusal is not retried for this pipe). */
+static void relay_grow_pipe(dir_t *x) {
+  if (x->cap >= E.pipe_size) return;
+  int cap = fcntl(x->pipe[0], F_SETPIPE_SZ, E.pipe_size);
+  x->cap = cap > 0 ? cap : E.pipe_size;
 }
 
 void relay_put_pipe(dir_t *x) {
@@ -21,6 +37,7 @@ void relay_put_pipe(dir_t *x) {
   if (x->inpipe == 0 && E.npool < POOL_MAX) {
     E.pool[E.npool][0] = x->pipe[0];
     E.pool[E.npool][1] = x->pipe[1];
+    E.pool_cap[E.npool] = x->cap;
     E.npool++;
   } else {
     close(x->pipe[0]);
@@ -29,6 +46,7 @@ void relay_put_pipe(dir_t *x) {
   }
   x->pipe[0] = x->pipe[1] = -1;
   x->inpipe = 0;
+  x->cap = 0;
 }
 
 void relay_drop_dir(dir_t *x) {
@@ -149,6 +167,7 @@ void relay_pump(sess_t *s, int d) {
       return relay_side_failed(s, d, err);
     }
     x->inpipe = (size_t)n;
+    if ((size_t)n >= (size_t)x->cap / 2) relay_grow_pipe(x);
     s->last_ms = loop_now_ms();
     round++;
   }
