@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { instanceLayout, parseConfigText, resolveConfig } from '../src/config/index.js';
 import { addressInRange, renderSystemdUnit, renderedDeployFiles } from '../src/deploy/index.js';
 import { renderInstanceTorrc } from '../src/supervisor/index.js';
-import { UNIT_LIMIT_NOFILE } from '../src/sysctl/index.js';
+import { UNIT_LIMIT_NOFILE } from '../src/host-doctor/index.js';
 import { tmp } from './helpers.js';
 import { ops } from './ops-helpers.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { budget } from '../src/sysctl/index.js';
+import { budget } from '../src/host-doctor/index.js';
 import { cli, tmp } from './helpers.js';
 import { opsEntry } from './ops-helpers.js';
 
@@ -53,7 +53,7 @@ after(async () => {
   await execa('ip', ['netns', 'del', NS], { reject: false });
 });
 
-/** What 1,000 sessions on one instance need per process (the model is tested in sysctl.test.ts). */
+/** What 1,000 sessions on one instance need per process (the model is tested in host-doctor.test.ts). */
 const NEED = budget(1000, 1).perProcessFds;
 
 /**

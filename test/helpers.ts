@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import pino from 'pino';
 import net from 'node:net';
-import { dialExtOr, readCookieFile, CMD, ExtOrServerHandshake, createCookieFile } from '../src/extor-cookie/index.js';
+import { dialExtOr, readCookieFile, CMD, ExtOrServerHandshake, createCookieFile } from '../src/extorport/index.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 

@@ -13,7 +13,7 @@ import {
   type RelaysStatus,
 } from '../relay/index.js';
 import { controlRequest } from '../supervisor/index.js';
-import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../sysctl/index.js';
+import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../host-doctor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
 

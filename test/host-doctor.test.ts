@@ -40,7 +40,7 @@ import {
   SYSCTL_FILE,
   type Finding,
   type KeyPath,
-} from '../src/sysctl/index.js';
+} from '../src/host-doctor/index.js';
 import { tmp } from './helpers.js';
 import { ops } from './ops-helpers.js';
 
