@@ -7,8 +7,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { budget } from '../src/host-doctor/index.js';
-import { cli, tmp } from './helpers.js';
-import { opsEntry } from './ops-helpers.js';
+import { CLI, cli, tmp } from './helpers.js';
 
 interface Check {
   id: string;
@@ -62,7 +61,7 @@ const NEED = budget(1000, 1).perProcessFds;
  * allows NEED.
  */
 async function doctor(file: string, extra: string[] = [], nofile = NEED) {
-  return inNs(['prlimit', `--nofile=${nofile}:${nofile}`, process.execPath, await opsEntry(), 'doctor', '--config', file, '--expected-sessions', '1000', ...extra]);
+  return inNs(['prlimit', `--nofile=${nofile}:${nofile}`, process.execPath, CLI, 'doctor', '--config', file, '--expected-sessions', '1000', ...extra]);
 }
 async function doctorJson(file: string, nofile?: number): Promise<{ exitCode: number; report: Report }> {
   const r = await doctor(file, ['--json'], nofile);

@@ -114,7 +114,7 @@ export function extOrLoad(port: number, cookieFile: string, concurrency = 4) {
 }
 
 export interface EchoTwin {
-  /** HOST:PORT as a balancer backend takes it (the host as given, a name or an address). */
+  /** HOST:PORT as the balancer takes a twin's address (the host as given, a name or an address). */
   address: string;
   cookieFile: string;
   server: net.Server;
