@@ -11,7 +11,7 @@ export default tseslint.config(
       // Modules talk to each other through their index.ts only.
       'no-restricted-imports': ['error', {
         patterns: [{
-          regex: '^\\.\\./(supervisor|balancer|extor-cookie|keysync|sysctl|config|cli|lab|tor|util|deploy|metrics|pt|transports)/(?!index\\.js$)',
+          regex: '^\\.\\./(balancer|cli|config|deploy|extorport|host-doctor|keysync|lab|log|metrics|migrate|pt|relay|supervisor|tor|transports)/(?!index\\.js$)',
           message: 'Import another module through its index.js (its public face), not its internals.',
         }],
       }],

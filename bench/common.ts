@@ -1,7 +1,7 @@
 // Shared by the bench's processes: argument parsing, the transport side of a session, /proc readers.
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { ExtOrClientHandshake, transportCommands } from '../src/extor-cookie/index.js';
+import { ExtOrClientHandshake, transportCommands } from '../src/extorport/index.js';
 
 /** `--key value` pairs (and bare `--flag`s, as 'true') from argv. */
 export function flags(argv: string[]): Record<string, string> {

@@ -7,7 +7,7 @@
 //   source_N     write N bytes                         — bulk download
 // Usage: node fake-extorport.js --listen HOST:PORT --cookie-file FILE   (prints "ready" when listening)
 import net from 'node:net';
-import { CMD, ExtOrServerHandshake, encodeCommand, readCookieFile } from '../src/extor-cookie/index.js';
+import { CMD, ExtOrServerHandshake, encodeCommand, readCookieFile } from '../src/extorport/index.js';
 import { flags, need } from './common.js';
 
 const f = flags(process.argv.slice(2));

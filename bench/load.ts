@@ -5,7 +5,7 @@
 //                                   open N sessions and hold them until stdin closes; with --pause-at,
 //                                   report once K are held and wait for a line on stdin before going on
 // Common: --port P --cookie-file FILE. Prints one JSON line with the result (idle: when all are held).
-import { readCookieFile } from '../src/extor-cookie/index.js';
+import { readCookieFile } from '../src/extorport/index.js';
 import { flags, need, openSession } from './common.js';
 
 const [mode, ...rest] = process.argv.slice(2);

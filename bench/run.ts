@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCookieFile } from '../src/extor-cookie/index.js';
+import { createCookieFile } from '../src/extorport/index.js';
 import { cpuSeconds, flags, machineBusy, rssBytes } from './common.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));

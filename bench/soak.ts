@@ -564,7 +564,7 @@ async function main(): Promise<number> {
       if (report.balancer) {
         const b = report.balancer;
         out.push(`balancer sessions: accepted ${b.accepted}, established ${b.established}, open at the end ${b.current}, ` +
-          `auth failures ${b.authFailures}, protocol errors ${b.protocolErrors}, no backend ${b.noTwin}, replays ${b.replays}`);
+          `auth failures ${b.authFailures}, protocol errors ${b.protocolErrors}, no twin ${b.noTwin}, replays ${b.replays}`);
       }
       if (report.supervisorFds) out.push(`supervisor fds: start ${report.supervisorFds.start}, end ${report.supervisorFds.end}, max ${report.supervisorFds.max}`);
       for (const [m, n] of errors) out.push(`  error x${n}: ${m}`);

@@ -16,7 +16,7 @@ import { parse as parseYaml, stringify } from 'yaml';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { controlRequest, type BridgeStatus } from '../src/supervisor/index.js';
 import { parseExposition, escapeLabelValue } from '../src/metrics/index.js';
-import { dialExtOr, readCookieFile } from '../src/extor-cookie/index.js';
+import { dialExtOr, readCookieFile } from '../src/extorport/index.js';
 import { identityDir } from '../src/config/index.js';
 import { cli, cliBackground, tmp, waitFor, testLogger } from './helpers.js';
 

@@ -13,7 +13,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
-import { ExtOrServerHandshake, createCookieFile, dialExtOr, readCookieFile, writeCookieFile } from '../src/extor-cookie/index.js';
+import { ExtOrServerHandshake, createCookieFile, dialExtOr, readCookieFile, writeCookieFile } from '../src/extorport/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { echoTwin, testLogger, tmp, waitFor, type EchoTwin } from './helpers.js';
 import { freePort } from '../src/lab/index.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type net from 'node:net';
-import { dialExtOr } from '../src/extor-cookie/index.js';
+import { dialExtOr } from '../src/extorport/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { echoTwin, testLogger, tmp, waitFor, type EchoTwin } from './helpers.js';
 

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExtOrClientHandshake, dialExtOr, driveHandshake, transportCommands } from '../src/extor-cookie/index.js';
+import { ExtOrClientHandshake, dialExtOr, driveHandshake, transportCommands } from '../src/extorport/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { echoTwin, testLogger, tmp, waitFor, type EchoTwin } from './helpers.js';
 

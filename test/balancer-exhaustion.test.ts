@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { startLab, freePort, assertIsolated, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
-import { dialExtOr, readCookieFile } from '../src/extor-cookie/index.js';
+import { dialExtOr, readCookieFile } from '../src/extorport/index.js';
 import { createBalancer } from '../src/balancer/index.js';
 import { tmp, testLogger, waitFor } from './helpers.js';
 

@@ -36,7 +36,7 @@ import { setTimeout as sleep, setImmediate as tick } from 'node:timers/promises'
 import { execa, type ResultPromise } from 'execa';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
-import { createCookieFile, readCookieFile, dialExtOr } from '../src/extor-cookie/index.js';
+import { createCookieFile, readCookieFile, dialExtOr } from '../src/extorport/index.js';
 import { CLI, echoTwin, tmp, testLogger, waitFor, type EchoTwin } from './helpers.js';
 
 const CASES = Number(process.env.FUZZ_CASES ?? 100_000);

@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { spawnChild, torArgs, renderTorrc, TOR_BIN, type Child } from '../src/tor/index.js';
-import { dialExtOr, readCookieFile, writeCookieFile, createCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extor-cookie/index.js';
+import { dialExtOr, readCookieFile, writeCookieFile, createCookieFile, ExtOrError, encodeCommand, CMD } from '../src/extorport/index.js';
 import { createBalancer, type Balancer } from '../src/balancer/index.js';
 import { CLI, tmp, testLogger, waitFor } from './helpers.js';
 

@@ -18,7 +18,7 @@ import {
   createCookieFile,
   transportCommands,
   ExtOrClientHandshake,
-} from '../src/extor-cookie/index.js';
+} from '../src/extorport/index.js';
 import { createBalancer, parseEndpoint, type Balancer, type BalancerOptions } from '../src/balancer/index.js';
 import { parseSourceRange } from '../src/balancer/address.js';
 import { CLI, tmp, testLogger, waitFor } from './helpers.js';
@@ -357,7 +357,7 @@ test('drain: resolves when the twin\'s last session ends, or at the timeout with
 /** The static cookie in a cookie file, for the standalone command. */
 async function staticCookieFile(name: string): Promise<string> {
   const file = join(dir, name);
-  const { writeCookieFile } = await import('../src/extor-cookie/index.js');
+  const { writeCookieFile } = await import('../src/extorport/index.js');
   await writeCookieFile(file, staticCookie, { overwrite: true });
   return file;
 }

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigText, ConfigError, configPath, instanceNames, BALANCER_DEFAULTS, loadConfig, saveInstanceCount, effectiveInstances } from '../src/config/index.js';
-import { cli, tmp } from './helpers.js';
+import { parseConfigText, configPath, instanceNames, BALANCER_DEFAULTS, loadConfig, saveInstanceCount, effectiveInstances } from '../src/config/index.js';
+import { cli, configProblems, tmp } from './helpers.js';
 
 const GOOD = `nickname: mybridge
 instances: 4
@@ -12,16 +12,6 @@ contactInfo: ops@example.org
 torrc: |
   MaxMemInQueues 2 GB
 `;
-
-function problems(text: string) {
-  try {
-    parseConfigText(text, '/etc/bridgectl.yaml');
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('a good config parses with defaults', () => {
   const c = parseConfigText(GOOD, 'x.yaml');
@@ -39,12 +29,12 @@ test('balancer.twinTimeoutMs: default from the one defaults module; backendTimeo
   const old = parseConfigText(`${GOOD}balancer:\n  backendTimeoutMs: 800\n`, 'x.yaml').balancer;
   assert.equal(old.twinTimeoutMs, 800);
   assert.equal('backendTimeoutMs' in old, false, 'one name once parsed');
-  const both = problems(`${GOOD}balancer:\n  twinTimeoutMs: 700\n  backendTimeoutMs: 800\n`);
+  const both = configProblems(`${GOOD}balancer:\n  twinTimeoutMs: 700\n  backendTimeoutMs: 800\n`);
   assert.ok(both.some((x) => x.key === 'balancer.backendTimeoutMs' && x.line === 9 && /old name of twinTimeoutMs/.test(x.message)), JSON.stringify(both));
 });
 
 test('a typo in a key names file, line, key and suggests the right one', () => {
-  const p = problems(GOOD.replace('instances: 4', 'instnces: 4'));
+  const p = configProblems(GOOD.replace('instances: 4', 'instnces: 4'));
   const typo = p.find((x) => x.key === 'instnces');
   assert.ok(typo, JSON.stringify(p));
   assert.equal(typo.file, '/etc/bridgectl.yaml');
@@ -55,7 +45,7 @@ test('a typo in a key names file, line, key and suggests the right one', () => {
 });
 
 test('a nested typo names the nested key and its line', () => {
-  const p = problems(GOOD + 'balancer:\n  listen: 127.0.0.1:10000\n  sourceRang: 127.0.2.0/24\n');
+  const p = configProblems(GOOD + 'balancer:\n  listen: 127.0.0.1:10000\n  sourceRang: 127.0.2.0/24\n');
   assert.deepEqual(
     p.map((x) => [x.key, x.line]),
     [['balancer.sourceRang', 9]],
@@ -63,7 +53,7 @@ test('a nested typo names the nested key and its line', () => {
 });
 
 test('a wrong type names the line of the value', () => {
-  const p = problems(GOOD.replace('instances: 4', 'instances: four'));
+  const p = configProblems(GOOD.replace('instances: 4', 'instances: four'));
   assert.equal(p.length, 1);
   assert.equal(p[0]!.key, 'instances');
   assert.equal(p[0]!.line, 2);
@@ -71,14 +61,14 @@ test('a wrong type names the line of the value', () => {
 });
 
 test('bad YAML names the line', () => {
-  const p = problems('nickname: a\ninstances: [1, 2\ndataDir: /x\n');
+  const p = configProblems('nickname: a\ninstances: [1, 2\ndataDir: /x\n');
   assert.ok(p.length >= 1);
   assert.match(p[0]!.message, /invalid YAML/);
   assert.ok(p[0]!.line >= 2 && p[0]!.line <= 4, `line ${p[0]!.line}`);
 });
 
 test('nicknames that would exceed 19 characters are refused', () => {
-  const p = problems(GOOD.replace('nickname: mybridge', 'nickname: averyveryverylongnick'));
+  const p = configProblems(GOOD.replace('nickname: mybridge', 'nickname: averyveryverylongnick'));
   assert.equal(p[0]!.key, 'nickname');
   assert.match(p[0]!.message, /19/);
 });

@@ -9,9 +9,8 @@ import { execa } from 'execa';
 import { instanceLayout, parseConfigText, resolveConfig } from '../src/config/index.js';
 import { addressInRange, renderSystemdUnit, renderedDeployFiles } from '../src/deploy/index.js';
 import { renderInstanceTorrc } from '../src/supervisor/index.js';
-import { UNIT_LIMIT_NOFILE } from '../src/sysctl/index.js';
-import { tmp } from './helpers.js';
-import { ops } from './ops-helpers.js';
+import { UNIT_LIMIT_NOFILE } from '../src/host-doctor/index.js';
+import { cli, tmp } from './helpers.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const has = async (cmd: string): Promise<boolean> => (await execa('sh', ['-c', `command -v ${cmd}`], { reject: false })).exitCode === 0;
@@ -40,7 +39,7 @@ test('committed deploy/ files equal what render prints for the defaults', async 
     const committed = await readFile(join(REPO, f.path), 'utf8');
     assert.equal(committed, f.text, `${f.path} differs from \`${f.render}\`: regenerate it with ${f.render} > ${f.path}`);
     const [, , what] = f.render.split(' ');
-    const r = await ops(['render', what!]);
+    const r = await cli(['render', what!]);
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout + '\n', committed, `${f.render} output differs from ${f.path}`);
   }
@@ -89,10 +88,10 @@ test('render systemd options, and refusals', async () => {
   assert.throws(() => renderSystemdUnit({ bin: 'bridgectl' }), /absolute/);
   assert.throws(() => renderSystemdUnit({ config: '/a b.yaml' }), /one word/);
   assert.throws(() => renderSystemdUnit({ user: 'Root; rm' }), /user name/);
-  const r = await ops(['render', 'systemd', '--bin', '/opt/bridgectl/bin/bridgectl']);
+  const r = await cli(['render', 'systemd', '--bin', '/opt/bridgectl/bin/bridgectl']);
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout, /^ExecStart=\/opt\/bridgectl\/bin\/bridgectl run --config \/etc\/bridgectl\/bridgectl\.yaml$/m);
-  assert.equal((await ops(['render', 'nonsense'])).exitCode, 2);
+  assert.equal((await cli(['render', 'nonsense'])).exitCode, 2);
 });
 
 test('systemd-analyze verify accepts the unit and rejects a broken or weakened one', async (t) => {
@@ -129,7 +128,7 @@ async function writeConfig(dir: string, text: string): Promise<string> {
 test('render haproxy: one server per twin with its own source address; valid for haproxy -c', async (t) => {
   const dir = await tmp('haproxy');
   const file = await writeConfig(dir, `nickname: flakey\ninstances: 3\ndataDir: ${dir}/data\nbalancer:\n  listen: 127.0.0.1:10400\n  sourceRange: 127.0.9.0/24\n`);
-  const r = await ops(['render', 'haproxy', '--config', file]);
+  const r = await cli(['render', 'haproxy', '--config', file]);
   assert.equal(r.exitCode, 0, r.stderr);
   assert.match(r.stdout, /^\tbind 127\.0\.0\.1:10400$/m);
   const servers = r.stdout.split('\n').filter((l) => l.startsWith('\tserver '));
@@ -156,15 +155,15 @@ test('render torrc N is the supervisor\'s torrc for instance N', async () => {
   const text = `nickname: twin\ninstances: 2\ndataDir: ${dir}/data\ntorrc: "MaxMemInQueues 1 GB"\n`;
   const file = await writeConfig(dir, text);
   const config = resolveConfig(parseConfigText(text, file), file);
-  const r = await ops(['render', 'torrc', '2', '--config', file]);
+  const r = await cli(['render', 'torrc', '2', '--config', file]);
   assert.equal(r.exitCode, 0, r.stderr);
   assert.equal(r.stdout + '\n', renderInstanceTorrc(config, instanceLayout(config, 2)));
   assert.match(r.stdout, /^Nickname twin2$/m);
-  const out = await ops(['render', 'torrc', '3', '--config', file]);
+  const out = await cli(['render', 'torrc', '3', '--config', file]);
   assert.equal(out.exitCode, 2);
   assert.match(out.stderr, /instances 1\.\.2/);
-  assert.equal((await ops(['render', 'torrc', '--config', file])).exitCode, 2);
-  const missing = await ops(['render', 'torrc', '1', '--config', join(dir, 'nope.yaml')]);
+  assert.equal((await cli(['render', 'torrc', '--config', file])).exitCode, 2);
+  const missing = await cli(['render', 'torrc', '1', '--config', join(dir, 'nope.yaml')]);
   assert.equal(missing.exitCode, 78);
   assert.match(missing.stderr, /nope\.yaml:0: config file not found/);
 });

@@ -6,9 +6,8 @@ import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { budget } from '../src/sysctl/index.js';
-import { cli, tmp } from './helpers.js';
-import { opsEntry } from './ops-helpers.js';
+import { budget } from '../src/host-doctor/index.js';
+import { CLI, cli, tmp } from './helpers.js';
 
 interface Check {
   id: string;
@@ -53,7 +52,7 @@ after(async () => {
   await execa('ip', ['netns', 'del', NS], { reject: false });
 });
 
-/** What 1,000 sessions on one instance need per process (the model is tested in sysctl.test.ts). */
+/** What 1,000 sessions on one instance need per process (the model is tested in host-doctor.test.ts). */
 const NEED = budget(1000, 1).perProcessFds;
 
 /**
@@ -62,7 +61,7 @@ const NEED = budget(1000, 1).perProcessFds;
  * allows NEED.
  */
 async function doctor(file: string, extra: string[] = [], nofile = NEED) {
-  return inNs(['prlimit', `--nofile=${nofile}:${nofile}`, process.execPath, await opsEntry(), 'doctor', '--config', file, '--expected-sessions', '1000', ...extra]);
+  return inNs(['prlimit', `--nofile=${nofile}:${nofile}`, process.execPath, CLI, 'doctor', '--config', file, '--expected-sessions', '1000', ...extra]);
 }
 async function doctorJson(file: string, nofile?: number): Promise<{ exitCode: number; report: Report }> {
   const r = await doctor(file, ['--json'], nofile);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { parsePtServerSetup } from '../src/pt/index.js';
 import { extorStaticCookieCommand } from '../src/cli/balancer.js';
-import { createCookieFile, dialExtOr, CMD } from '../src/extor-cookie/index.js';
+import { createCookieFile, dialExtOr, CMD } from '../src/extorport/index.js';
 import { freePort } from '../src/lab/index.js';
 import { echoTwin, tmp, waitFor } from './helpers.js';
 

@@ -8,11 +8,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import pino from 'pino';
 import net from 'node:net';
-import { dialExtOr, readCookieFile, CMD, ExtOrServerHandshake, createCookieFile } from '../src/extor-cookie/index.js';
+import assert from 'node:assert/strict';
+import { parseConfigText, ConfigError, type ConfigProblem } from '../src/config/index.js';
+import { dialExtOr, readCookieFile, CMD, ExtOrServerHandshake, createCookieFile } from '../src/extorport/index.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export const testLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** The problems a config text is refused with (fails the test if it parses). */
+export function configProblems(text: string): ConfigProblem[] {
+  try {
+    parseConfigText(text, '/etc/bridgectl.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
 
 export function tmp(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `bridgectl-${prefix}-`));
@@ -114,7 +127,7 @@ export function extOrLoad(port: number, cookieFile: string, concurrency = 4) {
 }
 
 export interface EchoTwin {
-  /** HOST:PORT as a balancer backend takes it (the host as given, a name or an address). */
+  /** HOST:PORT as the balancer takes a twin's address (the host as given, a name or an address). */
   address: string;
   cookieFile: string;
   server: net.Server;

@@ -18,7 +18,7 @@ import {
   type KeyTarget,
   type KeyArchive,
 } from '../src/keysync/index.js';
-import { createCookieFile } from '../src/extor-cookie/index.js';
+import { createCookieFile } from '../src/extorport/index.js';
 import { listFingerprint } from '../src/tor/index.js';
 import { cli, tmp } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { startLab, freePort, type Lab } from '../src/lab/index.js';
 import { loadConfig, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
 import { Bridge } from '../src/supervisor/index.js';
-import { readCookieFile, dialExtOr, CMD } from '../src/extor-cookie/index.js';
+import { readCookieFile, dialExtOr, CMD } from '../src/extorport/index.js';
 import { startMetricsServer, parseExposition, type MetricsServer } from '../src/metrics/index.js';
 import { cli, pidsWith, procName, tmp, waitFor, testLogger } from './helpers.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { startLab, startClient, fetchViaSocks, freePort, type Lab, type LabClient } from '../src/lab/index.js';
 import { spawnChild, listFingerprint, TOR_BIN, type Child } from '../src/tor/index.js';
-import { createCookieFile } from '../src/extor-cookie/index.js';
+import { createCookieFile } from '../src/extorport/index.js';
 import type { BridgeStatus } from '../src/supervisor/index.js';
 import { CLI, cli, cliBackground, tmp, waitFor, testLogger } from './helpers.js';
 

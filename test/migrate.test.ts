@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { parseTorrc, splitWords, parseEnvironment, parseEnvironmentFile, parseExecStart, parseHaproxy, serversBehind, parseTransportOptions } from '../src/migrate/index.js';
 import { listFingerprint } from '../src/tor/index.js';
-import { createCookieFile } from '../src/extor-cookie/index.js';
+import { createCookieFile } from '../src/extorport/index.js';
 import { cli, tmp } from './helpers.js';
 
 test('torrc reader: comments, continuations, quotes, case-insensitive keys', () => {

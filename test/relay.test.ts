@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfigText, resolveConfig, ConfigError, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
+import { parseConfigText, resolveConfig, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
 import { parseNsEntry, renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
 import { listFingerprint } from '../src/tor/index.js';
-import { cli, tmp } from './helpers.js';
+import { cli, configProblems, tmp } from './helpers.js';
 
 const RELAY = `mode: relay
 nickname: fam
@@ -16,16 +16,6 @@ instances: 3
 dataDir: /var/lib/bridgectl
 orPort: 192.0.2.10:9001
 `;
-
-function problems(text: string) {
-  try {
-    parseConfigText(text, '/etc/bridgectl.yaml');
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, String(e));
-    return e.problems;
-  }
-  assert.fail('expected a ConfigError');
-}
 
 test('relay config: orPort ADDR:PORT gives instance i PORT+i-1; a list gives one each; IPv6 the same', () => {
   const c = parseConfigText(RELAY + 'orPort6: "[2001:db8::1]:9050"\n', 'x.yaml');
@@ -38,7 +28,7 @@ test('relay config: orPort ADDR:PORT gives instance i PORT+i-1; a list gives one
 });
 
 test('relay config refuses more relays per IPv4 address than the authorities list (8)', () => {
-  const p = problems(RELAY.replace('instances: 3', 'instances: 9'));
+  const p = configProblems(RELAY.replace('instances: 3', 'instances: 9'));
   const hit = p.find((x) => x.key === 'instances');
   assert.ok(hit, JSON.stringify(p));
   assert.match(hit.message, /9 relays on 192\.0\.2\.10: the directory authorities list at most 8 relays per IPv4 address/);
@@ -50,7 +40,7 @@ test('relay config refuses more relays per IPv4 address than the authorities lis
 });
 
 test('relay config refuses bridge-only keys (transport, balancer) with file, line and key', () => {
-  const p = problems(RELAY + 'balancer:\n  listen: 127.0.0.1:10000\ntransport:\n  name: obfs4\n  command: [/usr/bin/obfs4proxy]\n  listen: 0.0.0.0:443\n');
+  const p = configProblems(RELAY + 'balancer:\n  listen: 127.0.0.1:10000\ntransport:\n  name: obfs4\n  command: [/usr/bin/obfs4proxy]\n  listen: 0.0.0.0:443\n');
   const b = p.find((x) => x.key === 'balancer');
   const t = p.find((x) => x.key === 'transport');
   assert.ok(b && t, JSON.stringify(p));
@@ -59,18 +49,18 @@ test('relay config refuses bridge-only keys (transport, balancer) with file, lin
   assert.equal(t.line, 8);
   assert.equal(b.file, '/etc/bridgectl.yaml');
   // And the other way round: a relay section in a bridge config.
-  const r = problems('nickname: b\ninstances: 2\ndataDir: /d\nrelay:\n  myFamily: true\n');
+  const r = configProblems('nickname: b\ninstances: 2\ndataDir: /d\nrelay:\n  myFamily: true\n');
   assert.match(r.find((x) => x.key === 'relay')?.message ?? '', /the "relay" section is for mode: relay/);
 });
 
 test('relay config refuses ORPorts that cannot work: auto, a short list, a repeated port, v4 where v6 belongs', () => {
-  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 127.0.0.1:auto')).find((x) => x.key === 'orPort')?.message ?? '', /must be an IPv4 ADDRESS:PORT in relay mode/);
-  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2]')).find((x) => x.key === 'orPort')?.message ?? '', /lists 2 ports for 3 instances/);
-  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2, 192.0.2.1:1]')).find((x) => x.key === 'orPort.2')?.message ?? '', /listed twice/);
-  assert.match(problems(RELAY + 'orPort6: 192.0.2.1:9001\n').find((x) => x.key === 'orPort6')?.message ?? '', /IPv6/);
-  assert.match(problems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 192.0.2.10:65534')).find((x) => x.key === 'orPort')?.message ?? '', /run past 65535/);
+  assert.match(configProblems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 127.0.0.1:auto')).find((x) => x.key === 'orPort')?.message ?? '', /must be an IPv4 ADDRESS:PORT in relay mode/);
+  assert.match(configProblems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2]')).find((x) => x.key === 'orPort')?.message ?? '', /lists 2 ports for 3 instances/);
+  assert.match(configProblems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: [192.0.2.1:1, 192.0.2.1:2, 192.0.2.1:1]')).find((x) => x.key === 'orPort.2')?.message ?? '', /listed twice/);
+  assert.match(configProblems(RELAY + 'orPort6: 192.0.2.1:9001\n').find((x) => x.key === 'orPort6')?.message ?? '', /IPv6/);
+  assert.match(configProblems(RELAY.replace('orPort: 192.0.2.10:9001', 'orPort: 192.0.2.10:65534')).find((x) => x.key === 'orPort')?.message ?? '', /run past 65535/);
   // A bridge keeps its single ORPort line: a list there is refused.
-  assert.match(problems('nickname: b\ninstances: 2\ndataDir: /d\norPort: [127.0.0.1:1, 127.0.0.1:2]\n').find((x) => x.key === 'orPort')?.message ?? '', /for mode: relay/);
+  assert.match(configProblems('nickname: b\ninstances: 2\ndataDir: /d\norPort: [127.0.0.1:1, 127.0.0.1:2]\n').find((x) => x.key === 'orPort')?.message ?? '', /for mode: relay/);
 });
 
 function cfg(extra = ''): ResolvedConfig {

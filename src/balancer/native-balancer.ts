@@ -4,7 +4,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { BALANCER_DEFAULTS } from '../config/index.js';
-import { readCookieFile } from '../extor-cookie/index.js';
+import { readCookieFile } from '../extorport/index.js';
 import { formatEndpoint, parseEndpoint, parseSourceRange } from './address.js';
 import type { Balancer, BalancerOptions, BalancerStats, ListenerStats, TwinSpec, TwinStats } from './types.js';
 import { errnoError } from './addon.js';

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BALANCER_DEFAULTS } from '../config/index.js';
-import { readCookieFile } from '../extor-cookie/index.js';
+import { readCookieFile } from '../extorport/index.js';
 import { createBalancer, engineMissingMessage, formatEndpoint, type Balancer } from '../balancer/index.js';
 import { parsePtServerSetup } from '../pt/index.js';
 

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/index.js';
-import { DEFAULT_SESSIONS_PER_INSTANCE, formatReport, runDoctor } from '../sysctl/index.js';
+import { DEFAULT_SESSIONS_PER_INSTANCE, formatReport, runDoctor } from '../host-doctor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
 import { relayDoctor } from './relay.js';

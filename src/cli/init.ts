@@ -4,7 +4,7 @@ import { loadConfig, instanceLayout, identityDir, type ResolvedConfig } from '..
 import { initIdentity, type InitResult } from '../keysync/index.js';
 import { listFingerprint } from '../tor/index.js';
 import { stat } from 'node:fs/promises';
-import { createCookieFile, readCookieFile } from '../extor-cookie/index.js';
+import { createCookieFile, readCookieFile } from '../extorport/index.js';
 import { parse } from './args.js';
 import { initRelays } from '../relay/index.js';
 

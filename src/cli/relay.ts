@@ -13,9 +13,10 @@ import {
   type RelaysStatus,
 } from '../relay/index.js';
 import { controlRequest } from '../supervisor/index.js';
-import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../sysctl/index.js';
+import { runDoctor, countByStatus, defaultDoctorIo, type DoctorReport } from '../host-doctor/index.js';
 import { parse, UsageError } from './args.js';
 import { identityDir, instanceTargets } from './init.js';
+import { human } from './status-view.js';
 
 export async function signCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' }, 'no-restart': { type: 'boolean' } });
@@ -48,16 +49,6 @@ export async function relayDoctor(c: ResolvedConfig, file: string, sessions: num
   const checks = [...base.checks.filter((f) => f.id !== 'keys.fingerprint'), ...(await relayFindings(c, file))];
   const counts = countByStatus(checks);
   return { ...base, checks, counts, ok: counts.fail === 0 };
-}
-
-function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i ? n.toFixed(1) : n} ${u[i]}`;
 }
 
 /** `bridgectl status` for relays: per relay its fingerprint, bootstrap, flags and weight once listed, traffic. */

@@ -1,7 +1,7 @@
 import { instanceLayout, loadConfig } from '../config/index.js';
 import { renderHaproxy, renderNftables, renderSystemdUnit } from '../deploy/index.js';
 import { renderInstanceTorrc } from '../supervisor/index.js';
-import { renderModulesLoadConf, renderSysctlConf } from '../sysctl/index.js';
+import { renderModulesLoadConf, renderSysctlConf } from '../host-doctor/index.js';
 import { parse, UsageError } from './args.js';
 import { familyOf, relayLayouts, renderRelayTorrc } from '../relay/index.js';
 

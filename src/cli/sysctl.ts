@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { fsReader, planSysctlFiles, writePlanned, MODULES_FILE, SYSCTL_FILE } from '../sysctl/index.js';
+import { fsReader, planSysctlFiles, writePlanned, MODULES_FILE, SYSCTL_FILE } from '../host-doctor/index.js';
 import { parse, UsageError } from './args.js';
 
 export const SYSCTL_USAGE = `usage: bridgectl sysctl [--dry-run | --write] [--root DIR]

@@ -10,7 +10,7 @@ import {
   UNIT_LIMIT_NOFILE,
   renderModulesLoadConf,
   renderSysctlConf,
-} from '../sysctl/index.js';
+} from '../host-doctor/index.js';
 
 function template(name: string): string {
   return readFileSync(join(templatesDir(), name), 'utf8');

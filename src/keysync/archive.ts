@@ -21,7 +21,7 @@
 import { mkdir, chmod, rename, readFile, stat, open, link, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { parseCookieFile } from '../extor-cookie/index.js';
+import { parseCookieFile } from '../extorport/index.js';
 import { IDENTITY_FILES, MUST_MATCH, installKeySet, installPins, readKeySet, type KeySet } from './keys.js';
 import { rsaFingerprint, ed25519Identity, type KeyTarget } from './sync.js';
 import { ROTATION_STATE_FILE } from './rotation.js';

@@ -6,6 +6,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { BridgeView } from './view.js';
 import type { TwinStats, ListenerStats } from '../balancer/index.js';
 import { conntrack, cpuSecondsOf, ephemeralPorts, fdUsage } from './host.js';
+import { collected } from './collected.js';
 
 const INSTANCE_STATES = ['starting', 'bootstrapping', 'running', 'backoff', 'stopping', 'stopped', 'failed'] as const;
 const TRANSPORT_STATES = ['starting', 'running', 'backoff', 'failed', 'stopping', 'stopped'] as const;
@@ -48,31 +49,12 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
     if (!cached || now - cached.at > 50) cached = { at: now, st: getStatus() };
     return cached.st;
   };
-  const reg = [registry];
 
   const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeView) => void): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: reg,
-      collect() {
-        this.reset();
-        fill(this, status());
-      },
-    });
+    new Gauge(collected<Gauge<string>>(registry, name, help, labelNames, (g) => fill(g, status())));
   };
   const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>, st: BridgeView) => void): void => {
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: reg,
-      collect() {
-        this.reset();
-        fill(this, status());
-      },
-    });
+    new Counter(collected<Counter<string>>(registry, name, help, labelNames, (c) => fill(c, status())));
   };
 
   gauge('bridgectl_ready', 'Whether the bridge is ready (balancer listening, transport up, a twin bootstrapped)', [], (g, st) =>
@@ -168,16 +150,7 @@ export function registerBridgeMetrics(registry: Registry, getStatus: () => Bridg
 
   // --- limits: descriptors per process, conntrack, ephemeral ports ---
   const asyncGauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge<string>, st: BridgeView) => Promise<void>): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: reg,
-      async collect() {
-        this.reset();
-        await fill(this, status());
-      },
-    });
+    new Gauge(collected<Gauge<string>>(registry, name, help, labelNames, (g) => fill(g, status())));
   };
   const processes = (st: BridgeView): Array<[string, number]> => {
     const procs: Array<[string, number]> = [['bridgectl', process.pid]];

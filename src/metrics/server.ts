@@ -7,6 +7,7 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseEndpoint } from '../balancer/index.js';
 import type { BridgeView } from './view.js';
 import { registerBridgeMetrics } from './bridge-metrics.js';
+import { collected } from './collected.js';
 import { mergeExpositions, parseExposition, type LabelledSource } from './exposition.js';
 
 export interface MetricsTarget {
@@ -98,37 +99,14 @@ export async function startMetricsServer(o: MetricsServerOptions): Promise<Metri
 
   // Results of the latest scrape of the twins, for the bridgectl_tor_metrics_* gauges.
   let latest: TwinScrape[] = [];
-  const reg = [registry];
-  new Gauge({
-    name: 'bridgectl_tor_metrics_scrape_ok',
-    help: "1 when the twin's tor MetricsPort answered this scrape with a valid exposition",
-    labelNames: [label],
-    registers: reg,
-    collect() {
-      this.reset();
-      for (const s of latest) this.set({ [label]: s.name }, s.ok ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'bridgectl_tor_metrics_scrape_duration_seconds',
-    help: "How long the twin's tor MetricsPort took to answer this scrape",
-    labelNames: [label],
-    registers: reg,
-    collect() {
-      this.reset();
-      for (const s of latest) this.set({ [label]: s.name }, s.seconds);
-    },
-  });
-  new Gauge({
-    name: 'bridgectl_tor_metrics_invalid_lines',
-    help: "Lines of the twin's tor MetricsPort output that were not valid exposition lines (dropped)",
-    labelNames: [label],
-    registers: reg,
-    collect() {
-      this.reset();
-      for (const s of latest) this.set({ [label]: s.name }, s.invalidLines);
-    },
-  });
+  const perTwin = (name: string, help: string, value: (s: TwinScrape) => number): void => {
+    new Gauge(collected<Gauge<string>>(registry, name, help, [label], (g) => {
+      for (const s of latest) g.set({ [label]: s.name }, value(s));
+    }));
+  };
+  perTwin('bridgectl_tor_metrics_scrape_ok', "1 when the twin's tor MetricsPort answered this scrape with a valid exposition", (s) => (s.ok ? 1 : 0));
+  perTwin('bridgectl_tor_metrics_scrape_duration_seconds', "How long the twin's tor MetricsPort took to answer this scrape", (s) => s.seconds);
+  perTwin('bridgectl_tor_metrics_invalid_lines', "Lines of the twin's tor MetricsPort output that were not valid exposition lines (dropped)", (s) => s.invalidLines);
 
   const scrapeTwin = async (t: MetricsTarget): Promise<TwinScrape> => {
     const t0 = process.hrtime.bigint();

@@ -1,6 +1,6 @@
 // Writing the plan (effects): checks the target first, writes only what is missing, and undoes
 // everything it made when any step fails. The source is only ever read.
-import { mkdir, readFile, writeFile, stat, rm, chmod, lchown, lstat, readdir } from 'node:fs/promises';
+import { mkdir, writeFile, stat, rm, chmod, lchown, lstat, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   readKeySet,
@@ -13,7 +13,7 @@ import {
   writeRotationState,
 } from '../keysync/index.js';
 import { parseConfigText, resolveConfig, identityDir, instanceLayout, type ResolvedConfig } from '../config/index.js';
-import { MigrateError } from './source.js';
+import { MigrateError, readOptional } from './source.js';
 import type { Plan } from './plan.js';
 
 /** Paths this run created, so that a failure removes exactly them (never anything that was there). */
@@ -43,14 +43,7 @@ class Journal {
   }
 }
 
-async function readIf(p: string): Promise<Buffer | null> {
-  try {
-    return await readFile(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new MigrateError(`cannot read ${p} in the target: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
+const readIf = (p: string): Promise<Buffer | null> => readOptional(p, 'the target file');
 
 export interface TargetState {
   config: ResolvedConfig;

@@ -79,7 +79,8 @@ async function read(p: string, what: string): Promise<Buffer> {
   }
 }
 
-async function readOptional(p: string, what: string): Promise<Buffer | null> {
+/** The file's bytes, or null when it does not exist; any other failure is a MigrateError naming `what`. */
+export async function readOptional(p: string, what: string): Promise<Buffer | null> {
   try {
     return await readFile(p);
   } catch (e) {

@@ -1,7 +1,7 @@
 // doctor's relay-mode checks: relays per IPv4 address, each relay's own identity and the family
 // key, and (with offline master keys) how soon each signing certificate expires.
 import { orPortFor, MAX_RELAYS_PER_IPV4, type ResolvedConfig } from '../config/index.js';
-import { finding, type Finding } from '../sysctl/index.js';
+import { finding, type Finding } from '../host-doctor/index.js';
 import { relayProblems } from './members.js';
 import { signingStates } from './sign.js';
 

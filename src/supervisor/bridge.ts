@@ -6,7 +6,7 @@ import { instanceLayout, identityDir, bandwidthProblem, type ResolvedConfig } fr
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initIdentity, rsaFingerprint } from '../keysync/index.js';
-import { readCookieFile } from '../extor-cookie/index.js';
+import { readCookieFile } from '../extorport/index.js';
 import { createBalancer, type Balancer, type BalancerStats } from '../balancer/index.js';
 import { startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { Supervisor, type InstanceStatus } from './supervisor.js';

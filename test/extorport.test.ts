@@ -24,7 +24,7 @@ import {
   parseCookieFile,
   transportCommands,
   ExtOrError,
-} from '../src/extor-cookie/index.js';
+} from '../src/extorport/index.js';
 
 const cookie = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
 const clientNonce = Buffer.alloc(32, 0xc1);
@@ -228,7 +228,7 @@ test('socket glue: serverHandshake and dialExtOr over TCP; wrong cookie gets 00 
 });
 
 test('cookie files: write, read, validate, refuse to overwrite', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'extor-cookie-'));
+  const dir = await mkdtemp(join(tmpdir(), 'extorport-'));
   const f = join(dir, 'cookie');
   const ck = await createCookieFile(f);
   const data = await readFile(f);

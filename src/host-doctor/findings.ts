@@ -32,12 +32,6 @@ export function finding(
   return { id, title, status, found, expected, fix: status === 'pass' || status === 'skip' ? null : fix };
 }
 
-export function worst(findings: Finding[]): Status {
-  const order: Status[] = ['fail', 'warn', 'pass', 'skip'];
-  for (const s of order) if (findings.some((f) => f.status === s)) return s;
-  return 'skip';
-}
-
 export function countByStatus(findings: Finding[]): Record<Status, number> {
   const c: Record<Status, number> = { pass: 0, warn: 0, fail: 0, skip: 0 };
   for (const f of findings) c[f.status]++;

@@ -40,9 +40,8 @@ import {
   SYSCTL_FILE,
   type Finding,
   type KeyPath,
-} from '../src/sysctl/index.js';
-import { tmp } from './helpers.js';
-import { ops } from './ops-helpers.js';
+} from '../src/host-doctor/index.js';
+import { cli, tmp } from './helpers.js';
 
 const LIMITS = (soft: string, hard: string): string =>
   `Limit                     Soft Limit           Hard Limit           Units     \n` +
@@ -379,20 +378,20 @@ test('recommended files: contents as data, diff, write', async () => {
 
 test('bridgectl sysctl: dry run by default, --write writes under --root', async () => {
   const root = await tmp('sysctl-cli');
-  const dry = await ops(['sysctl', '--root', root]);
+  const dry = await cli(['sysctl', '--root', root]);
   assert.equal(dry.exitCode, 0, dry.stderr);
   assert.match(dry.stdout, /\+net\.netfilter\.nf_conntrack_max = 524288/);
   assert.match(dry.stdout, /dry run: nothing written/);
   await assert.rejects(stat(join(root, SYSCTL_FILE)), /ENOENT/);
 
-  const w = await ops(['sysctl', '--write', '--root', root]);
+  const w = await cli(['sysctl', '--write', '--root', root]);
   assert.equal(w.exitCode, 0, w.stderr);
   assert.match(w.stdout, /\+nf_conntrack/); // the diff comes first
   assert.match(w.stdout, /wrote /);
   assert.equal(await readFile(join(root, MODULES_FILE), 'utf8'), renderModulesLoadConf());
-  const again = await ops(['sysctl', '--root', root]);
+  const again = await cli(['sysctl', '--root', root]);
   assert.match(again.stdout, /60-bridgectl\.conf: up to date/);
   assert.doesNotMatch(again.stdout, /dry run/);
-  const both = await ops(['sysctl', '--write', '--dry-run', '--root', root]);
+  const both = await cli(['sysctl', '--write', '--dry-run', '--root', root]);
   assert.equal(both.exitCode, 2);
 });

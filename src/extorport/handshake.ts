@@ -60,6 +60,56 @@ class Inbox {
   }
 }
 
+/** What a state handler writes to and how it ends a feed(). */
+interface Turn {
+  /** Bytes to send, in order. */
+  out: Buffer[];
+  /** Needs more bytes. */
+  pending(): Step;
+  /** The handshake is over; what is left in the inbox is `rest`. */
+  done(): Step;
+  fail(error: string, authFailed?: boolean): Step;
+}
+
+/**
+ * What both sides share: bytes in through an inbox, the states run until one needs more bytes or
+ * the handshake ends (advance), and what becomes of bytes fed after the end.
+ */
+abstract class Machine<S extends string> {
+  protected abstract state: S | 'done' | 'failed';
+  protected readonly inbox = new Inbox();
+  /**
+   * Bytes the peer sent after the handshake: after DONE on the server side (tor would close on
+   * these; the caller decides), after OKAY/DENY on the client side (data the bridge already sent on).
+   */
+  rest: Buffer = EMPTY;
+
+  feed(data: Buffer): Step {
+    if (this.state === 'failed') return { send: EMPTY, status: 'failed', error: 'handshake already failed' };
+    if (this.state === 'done') {
+      this.rest = this.rest.length ? Buffer.concat([this.rest, data]) : data;
+      return { send: EMPTY, status: 'done' };
+    }
+    this.inbox.push(data);
+    const out: Buffer[] = [];
+    return this.advance({
+      out,
+      pending: () => ({ send: Buffer.concat(out), status: 'pending' }),
+      done: () => {
+        this.state = 'done';
+        this.rest = this.inbox.takeAll();
+        return { send: Buffer.concat(out), status: 'done' };
+      },
+      fail: (error, authFailed = false) => {
+        this.state = 'failed';
+        return { send: Buffer.concat(out), status: 'failed', error, authFailed };
+      },
+    });
+  }
+
+  protected abstract advance(t: Turn): Step;
+}
+
 export interface ServerOptions {
   /** Fixed server nonce, for tests; random otherwise. */
   serverNonce?: Buffer;
@@ -76,9 +126,8 @@ type ServerState = 'auth-type' | 'client-nonce' | 'client-hash' | 'commands' | '
  * commands until DONE. It does not send OKAY itself: the caller decides (tor's OKAY is relayed by the
  * balancer; `okay()` gives the bytes for a server that answers on its own).
  */
-export class ExtOrServerHandshake {
-  private state: ServerState = 'auth-type';
-  private readonly inbox = new Inbox();
+export class ExtOrServerHandshake extends Machine<ServerState> {
+  protected state: ServerState = 'auth-type';
   private readonly serverNonce: Buffer;
   private expectedClientHash: Buffer | null = null;
   private commandBytes = 0;
@@ -87,13 +136,12 @@ export class ExtOrServerHandshake {
   private readonly raw: Buffer[] = [];
   /** Commands received before DONE, in order (DONE excluded). Bodies are copies. */
   readonly commands: ExtOrCommand[] = [];
-  /** Bytes the peer sent after DONE (tor would close on these; the caller decides). */
-  rest: Buffer = EMPTY;
 
   constructor(
     private readonly cookie: Buffer,
     opts: ServerOptions = {},
   ) {
+    super();
     this.serverNonce = opts.serverNonce ?? randomBytes(NONCE_LEN);
     this.maxCommandBytes = opts.maxCommandBytes ?? 64 * 1024;
     this.validate = opts.validateCommands ?? true;
@@ -114,29 +162,18 @@ export class ExtOrServerHandshake {
     return encodeCommand(CMD.OKAY);
   }
 
-  feed(data: Buffer): Step {
-    if (this.state === 'failed') return { send: EMPTY, status: 'failed', error: 'handshake already failed' };
-    if (this.state === 'done') {
-      this.rest = this.rest.length ? Buffer.concat([this.rest, data]) : data;
-      return { send: EMPTY, status: 'done' };
-    }
-    this.inbox.push(data);
-    const out: Buffer[] = [];
-    const fail = (error: string, authFailed = false): Step => {
-      this.state = 'failed';
-      return { send: Buffer.concat(out), status: 'failed', error, authFailed };
-    };
+  protected advance({ out, pending, done, fail }: Turn): Step {
     for (;;) {
       switch (this.state) {
         case 'auth-type': {
-          if (this.inbox.length < 1) return { send: Buffer.concat(out), status: 'pending' };
+          if (this.inbox.length < 1) return pending();
           const t = this.inbox.take(1)[0];
           if (t !== AUTH_TYPE_SAFE_COOKIE) return fail(`unsupported auth type ${t}`);
           this.state = 'client-nonce';
           break;
         }
         case 'client-nonce': {
-          if (this.inbox.length < NONCE_LEN) return { send: Buffer.concat(out), status: 'pending' };
+          if (this.inbox.length < NONCE_LEN) return pending();
           const clientNonce = Buffer.from(this.inbox.take(NONCE_LEN));
           out.push(serverHash(this.cookie, clientNonce, this.serverNonce), this.serverNonce);
           this.expectedClientHash = clientHash(this.cookie, clientNonce, this.serverNonce);
@@ -144,7 +181,7 @@ export class ExtOrServerHandshake {
           break;
         }
         case 'client-hash': {
-          if (this.inbox.length < HASH_LEN) return { send: Buffer.concat(out), status: 'pending' };
+          if (this.inbox.length < HASH_LEN) return pending();
           const got = this.inbox.take(HASH_LEN);
           if (!this.expectedClientHash || !hashesEqual(got, this.expectedClientHash)) {
             out.push(Buffer.from([AUTH_FAIL]));
@@ -158,7 +195,7 @@ export class ExtOrServerHandshake {
           const d = decodeCommand(this.inbox.peek());
           if (!d) {
             if (this.commandBytes + this.inbox.length > this.maxCommandBytes) return fail('too many command bytes before DONE');
-            return { send: Buffer.concat(out), status: 'pending' };
+            return pending();
           }
           this.commandBytes += d.length;
           if (this.commandBytes > this.maxCommandBytes) return fail('too many command bytes before DONE');
@@ -169,11 +206,7 @@ export class ExtOrServerHandshake {
             if (why) return fail(`bad command: ${why}`);
           }
           this.raw.push(raw);
-          if (cmd.type === CMD.DONE) {
-            this.state = 'done';
-            this.rest = this.inbox.takeAll();
-            return { send: Buffer.concat(out), status: 'done' };
-          }
+          if (cmd.type === CMD.DONE) return done();
           this.commands.push(cmd);
           break;
         }
@@ -200,9 +233,8 @@ type ClientState = 'auth-types' | 'server-hash' | 'auth-result' | 'reply' | 'don
  * The transport side: picks SAFE_COOKIE, checks the server knows the cookie, proves that we do,
  * sends the commands and waits for the bridge's OKAY or DENY.
  */
-export class ExtOrClientHandshake {
-  private state: ClientState = 'auth-types';
-  private readonly inbox = new Inbox();
+export class ExtOrClientHandshake extends Machine<ClientState> {
+  protected state: ClientState = 'auth-types';
   private readonly clientNonce: Buffer;
   private readonly commands: Buffer | null;
   private readonly replyParts: Buffer[] = [];
@@ -210,30 +242,17 @@ export class ExtOrClientHandshake {
   reply: ExtOrCommand | null = null;
   /** Everything the bridge sent after the auth result up to and including its OKAY/DENY, unchanged. */
   rawReply: Buffer = EMPTY;
-  /** Bytes after the reply (data the bridge already sent on). */
-  rest: Buffer = EMPTY;
 
   constructor(
     private readonly cookie: Buffer,
     opts: ClientOptions = {},
   ) {
+    super();
     this.clientNonce = opts.clientNonce ?? randomBytes(NONCE_LEN);
     this.commands = opts.commands ?? null;
   }
 
-  feed(data: Buffer): Step {
-    if (this.state === 'failed') return { send: EMPTY, status: 'failed', error: 'handshake already failed' };
-    if (this.state === 'done') {
-      this.rest = this.rest.length ? Buffer.concat([this.rest, data]) : data;
-      return { send: EMPTY, status: 'done' };
-    }
-    this.inbox.push(data);
-    const out: Buffer[] = [];
-    const fail = (error: string, authFailed = false): Step => {
-      this.state = 'failed';
-      return { send: Buffer.concat(out), status: 'failed', error, authFailed };
-    };
-    const pending = (): Step => ({ send: Buffer.concat(out), status: 'pending' });
+  protected advance({ out, pending, done, fail }: Turn): Step {
     for (;;) {
       switch (this.state) {
         case 'auth-types': {
@@ -261,11 +280,7 @@ export class ExtOrClientHandshake {
           if (this.inbox.length < 1) return pending();
           const r = this.inbox.take(1)[0];
           if (r !== AUTH_OK) return fail(r === AUTH_FAIL ? 'server refused our client hash' : `bad auth result ${r}`, r === AUTH_FAIL);
-          if (!this.commands) {
-            this.state = 'done';
-            this.rest = this.inbox.takeAll();
-            return { send: Buffer.concat(out), status: 'done' };
-          }
+          if (!this.commands) return done();
           this.state = 'reply';
           break;
         }
@@ -277,9 +292,7 @@ export class ExtOrClientHandshake {
           if (d.command.type === CMD.OKAY || d.command.type === CMD.DENY) {
             this.reply = { type: d.command.type, body: raw.subarray(COMMAND_HEADER_LEN) };
             this.rawReply = this.replyParts.length === 1 ? raw : Buffer.concat(this.replyParts);
-            this.rest = this.inbox.takeAll();
-            this.state = 'done';
-            return { send: Buffer.concat(out), status: 'done' };
+            return done();
           }
           if (this.replyParts.length > 16) return fail(`no OKAY or DENY (last: ${commandName(d.command.type)})`);
           break;
