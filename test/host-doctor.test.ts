@@ -10,6 +10,7 @@ import {
   checkConntrackBuckets,
   checkConntrackMax,
   checkFileMax,
+  checkPipeUserPages,
   checkFingerprint,
   checkKeyModes,
   checkListenPortsOutsideRange,
@@ -127,6 +128,23 @@ test('fs.nr_open and fs.file-max', () => {
   const wanted = Number(/fs\.file-max="(\d+)"/.exec(fm.fix!)?.[1]);
   assert.ok(wanted >= b.systemFds, `fix value ${wanted} covers ${b.systemFds}`);
   assert.match(fm.fix!, new RegExp(SYSCTL_FILE.replace(/\./g, '\\.')));
+});
+
+test('fs.pipe-user-pages-soft: the kernel default warns for a busy bridge, 0 is no limit, the fix covers the need', () => {
+  const b = budget(10_000, 4); // 40,000 sessions: 1,280,000 pages at 2 × 16
+  const need = b.sessions * 32;
+  assert.equal(checkPipeUserPages(16_384, b).status, 'warn');
+  assert.equal(checkPipeUserPages(need - 1, b).status, 'warn');
+  assert.equal(checkPipeUserPages(need, b).status, 'pass');
+  assert.equal(checkPipeUserPages(0, b).status, 'pass');
+  assert.equal(checkPipeUserPages(null, b).status, 'skip');
+  const wanted = Number(/fs\.pipe-user-pages-soft="(\d+)"/.exec(checkPipeUserPages(16_384, b).fix!)?.[1]);
+  assert.ok(wanted >= need, `fix value ${wanted} covers ${need}`);
+  // a small bridge gets the recommended file's value, which then passes
+  const small = budget(1000, 1);
+  const rec = Number(recommendedSysctls()['fs.pipe-user-pages-soft']);
+  assert.equal(Number(/="(\d+)"/.exec(checkPipeUserPages(16_384, small).fix!)?.[1]), rec);
+  assert.equal(checkPipeUserPages(rec, small).status, 'pass');
 });
 
 test('ephemeral port range width, with the boundary exact', () => {
@@ -251,6 +269,7 @@ async function fakeSystem(root: string, o: { range?: string; conntrack?: boolean
   await put('/proc/self/limits', LIMITS('1024', '1048576'));
   await put('/proc/sys/fs/nr_open', '1048576\n');
   await put('/proc/sys/fs/file-max', '9223372036854775807\n');
+  await put('/proc/sys/fs/pipe-user-pages-soft', '16384\n');
   await put('/proc/sys/net/ipv4/ip_local_port_range', `${o.range ?? '32768\t60999'}\n`);
   await put('/proc/sys/net/ipv4/ip_local_reserved_ports', '\n');
   if (o.conntrack !== false) {
@@ -280,6 +299,7 @@ test('readers on a fake tree feed the checks', async () => {
     'nofile.soft:warn',
     'fs.nr_open:pass',
     'fs.file-max:pass',
+    'fs.pipe-user-pages-soft:warn', // the kernel's 16,384 < 2,000 sessions × 32 pages
     'net.ip_local_port_range:fail', // 101 ports < 2,000 sessions
     'net.ip_local_port_range.listen:pass',
     'conntrack.max:pass',

@@ -6,6 +6,7 @@ import { compareVersions, parseTorVersion, type NofileLimit } from './parse.js';
 import {
   MODULES_FILE,
   RECOMMENDED_CONNTRACK_MAX,
+  RECOMMENDED_PIPE_USER_PAGES,
   RECOMMENDED_PORT_RANGE,
   SYSCTL_FILE,
 } from './recommended.js';
@@ -123,6 +124,23 @@ export function checkListenPortsOutsideRange(
     expected,
     `${sysctlFix('net.ipv4.ip_local_reserved_ports', all)}\nor move the range above them: ${sysctlFix('net.ipv4.ip_local_port_range', `${RECOMMENDED_PORT_RANGE[0]} ${RECOMMENDED_PORT_RANGE[1]}`).split('\n')[0]}`,
   );
+}
+
+// ---- pipes --------------------------------------------------------------------------------
+
+/**
+ * The balancer's relay pipes count against its user's fs.pipe-user-pages-soft. Past it new pipes
+ * get 2 pages and cannot grow: every session still works, at more CPU per byte. Enough for every
+ * session's two directions to have bytes in flight at once, at the default 16 pages.
+ */
+export function checkPipeUserPages(soft: number | null, b: Budget): Finding {
+  const title = 'pipe pages per user (fs.pipe-user-pages-soft)';
+  const need = b.sessions * 2 * 16;
+  const expected = `0 (no limit) or ≥ ${n(need)} (2 directions × 16 pages for ${n(b.sessions)} sessions)`;
+  if (soft === null) return finding('fs.pipe-user-pages-soft', title, 'skip', '/proc/sys/fs/pipe-user-pages-soft is absent', expected);
+  const want = Math.max(RECOMMENDED_PIPE_USER_PAGES, nextPowerOfTwo(need));
+  const ok = soft === 0 || soft >= need;
+  return finding('fs.pipe-user-pages-soft', title, ok ? 'pass' : 'warn', `fs.pipe-user-pages-soft = ${n(soft)}`, expected, sysctlFix('fs.pipe-user-pages-soft', want));
 }
 
 // ---- connection tracking ----------------------------------------------------------------------

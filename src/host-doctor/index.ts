@@ -16,6 +16,7 @@ export {
   checkNofileSoft,
   checkNrOpen,
   checkFileMax,
+  checkPipeUserPages,
   checkPortRange,
   checkListenPortsOutsideRange,
   checkConntrackMax,

@@ -74,6 +74,7 @@ export interface SystemFacts {
   nofile: NofileLimit | null;
   nrOpen: number | null;
   fileMax: number | null;
+  pipeUserPagesSoft: number | null;
   portRange: [number, number] | null;
   reservedPorts: Array<[number, number]>;
   conntrackMax: number | null;
@@ -112,6 +113,7 @@ export async function readSystemFacts(r: Reader, limitsFile = '/proc/self/limits
     nofile: limits === null ? null : parseNofile(limits),
     nrOpen: await int('fs.nr_open'),
     fileMax: await int('fs.file-max'),
+    pipeUserPagesSoft: await int('fs.pipe-user-pages-soft'),
     portRange: range === null ? null : parsePortRange(range),
     reservedPorts: reserved === null ? [] : parsePortList(reserved),
     conntrackMax: await int('net.netfilter.nf_conntrack_max'),

@@ -9,6 +9,13 @@ export const RECOMMENDED_PORT_RANGE: [number, number] = [15000, 64999];
 /** What the Snowflake bridge operators settled on (snowflake#40239); doctor asks for more if needed. */
 export const RECOMMENDED_CONNTRACK_MAX = 524_288;
 export const RECOMMENDED_CONNTRACK_BUCKETS = 524_288;
+/**
+ * Pipe pages one user may hold before the kernel gives new pipes 2 pages (8 KiB) instead of 16 and
+ * refuses to grow them (fs.pipe-user-pages-soft, default 16,384 = 1,024 default pipes). The
+ * balancer holds a pipe per direction with bytes in flight, 16 pages, and 256 once it grows for
+ * bulk: 4 GiB of capacity (capacity, not memory: a pipe pins only the pages it carries).
+ */
+export const RECOMMENDED_PIPE_USER_PAGES = 1_048_576;
 
 export const SYSCTL_FILE_NAME = '60-bridgectl.conf';
 export const MODULES_FILE_NAME = 'bridgectl.conf';
@@ -22,6 +29,7 @@ export function recommendedSysctls(): Record<string, string> {
     'net.ipv4.ip_local_port_range': `${RECOMMENDED_PORT_RANGE[0]} ${RECOMMENDED_PORT_RANGE[1]}`,
     'net.netfilter.nf_conntrack_max': String(RECOMMENDED_CONNTRACK_MAX),
     'net.netfilter.nf_conntrack_buckets': String(RECOMMENDED_CONNTRACK_BUCKETS),
+    'fs.pipe-user-pages-soft': String(RECOMMENDED_PIPE_USER_PAGES),
   };
 }
 
@@ -38,6 +46,7 @@ export function renderSysctlConf(tmpl: string = template('sysctl.conf.tmpl')): s
     portRange: s['net.ipv4.ip_local_port_range']!,
     conntrackMax: s['net.netfilter.nf_conntrack_max']!,
     conntrackBuckets: s['net.netfilter.nf_conntrack_buckets']!,
+    pipeUserPages: s['fs.pipe-user-pages-soft']!,
     sysctlFile: SYSCTL_FILE,
     modulesFile: MODULES_FILE,
   });
