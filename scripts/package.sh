@@ -23,6 +23,7 @@ pk=packaging/debian
 # The app and the sources the addon is built from.
 install -d "$lib/dist" "$lib/src/balancer/native"
 cp -r dist/src "$lib/dist/src"
+find "$lib/dist" -name '*.map' -delete # maps point at TypeScript the package does not ship
 cp -r templates "$lib/templates"
 cp package.json package-lock.json binding.gyp "$lib/"
 cp src/balancer/native/*.c src/balancer/native/*.h "$lib/src/balancer/native/"

@@ -329,7 +329,7 @@ test('runDoctor: report shape, ok flag, and injected identity / tor', async () =
     torPath: 'tor',
     extOrPort: 10100,
     balancer: { listen: '127.0.0.1:10000', cookieFile: `${dataDir}/cookie`, sourceRange: '127.0.2.0/24', handshakeTimeoutMs: 1, idleTimeoutMs: 1, maxSessions: 1 },
-    transport: undefined,
+    transports: [],
   } as unknown as Parameters<typeof runDoctor>[0]['config'];
   const io = (version: string) => ({
     reader: fsReader(root),
@@ -361,6 +361,12 @@ test('runDoctor: report shape, ok flag, and injected identity / tor', async () =
   const good = await runDoctor(opts, io('0.4.8.10'));
   assert.deepEqual(good.checks.filter((c) => c.status === 'fail').map((c) => c.id), []);
   assert.equal(good.ok, true);
+  // every transport's port is checked against the ephemeral range, not only the first's
+  const transports = [{ name: 'obfs4', listen: '0.0.0.0:443' }, { name: 'webtunnel', listen: '127.0.0.1:20000' }];
+  const two = await runDoctor({ ...opts, config: { ...config, transports } as typeof config }, io('0.4.8.10'));
+  const inRange = two.checks.find((c) => c.id === 'net.ip_local_port_range.listen')!;
+  assert.equal(inRange.status, 'warn');
+  assert.match(inRange.found, /^transports\.webtunnel\.listen 20000 inside 15000–64999$/);
   // an old tor is a warning, not a failure
   const old = await runDoctor(opts, io('0.4.7.12'));
   assert.equal(old.checks.find((c) => c.id === 'tor.version')!.status, 'warn');

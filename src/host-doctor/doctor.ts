@@ -65,16 +65,16 @@ export function systemFindings(f: SystemFacts, b: Budget, listen: ListenPort[]):
   ];
 }
 
-export type DoctorConfig = Pick<ResolvedConfig, 'dataDir' | 'instances' | 'torPath' | 'extOrPort' | 'balancer' | 'transport'>;
+export type DoctorConfig = Pick<ResolvedConfig, 'dataDir' | 'instances' | 'torPath' | 'extOrPort' | 'balancer' | 'transports'>;
 
-/** Ports bridgectl listens on, from the config. */
+/** Ports bridgectl listens on, from the config: the balancer, tor's Extended ORPorts, every transport. */
 export function listenPorts(c: DoctorConfig): ListenPort[] {
   const port = (hostPort: string): number => Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
   const out: ListenPort[] = [
     { port: port(c.balancer.listen), what: 'balancer.listen' },
     { port: c.extOrPort, what: 'extOrPort' },
   ];
-  if (c.transport) out.push({ port: port(c.transport.listen), what: 'transport.listen' });
+  for (const t of c.transports) out.push({ port: port(t.listen), what: c.transports.length > 1 ? `transports.${t.name}.listen` : 'transport.listen' });
   return out;
 }
 
