@@ -2,7 +2,7 @@
 // runs in a loopback-only namespace anyway): modes, refusal, --force moving aside, corrupt archives.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile, stat, readdir, chmod, rm, cp, lstat } from 'node:fs/promises';
+import { readFile, writeFile, stat, readdir, chmod, rm, cp, lstat, mkdir, chown } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -296,4 +296,33 @@ test('CLI: keys export, then import into a fresh dataDir, and a refusal that nam
   assert.match((await cli(['keys', 'verify', '--config', c])).all ?? '', new RegExp(fp));
   const usage = await cli(['keys', 'export', '--config', a]);
   assert.notEqual(usage.exitCode, 0);
+});
+
+test('CLI as root: keys import into a dataDir that belongs to the service user gives it everything it made', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
+  const root = await tmp('arch-owner');
+  const src = join(root, 'src.yaml');
+  await writeFile(src, stringify({ nickname: 'alpha', instances: 2, dataDir: join(root, 'a') }));
+  assert.equal((await cli(['init', '--config', src])).exitCode, 0);
+  const file = join(root, 'keys.json');
+  assert.equal((await cli(['keys', 'export', file, '--config', src])).exitCode, 0);
+  // The package's /var/lib/bridgectl: made by the package, owned by the service user (here nobody).
+  const dataDir = join(root, 'b');
+  await mkdir(dataDir, { mode: 0o750 });
+  await chown(dataDir, 65534, 65534);
+  const dst = join(root, 'dst.yaml');
+  await writeFile(dst, stringify({ nickname: 'beta', instances: 2, dataDir }));
+  const im = await cli(['keys', 'import', file, '--config', dst]);
+  assert.equal(im.exitCode, 0, im.all);
+  assert.match(im.all ?? '', /gave everything under .* to its owner \(uid 65534\)/);
+  const rootOwned: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if ((await lstat(p)).uid !== 65534) rootOwned.push(p.slice(dataDir.length));
+      if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk(dataDir);
+  assert.deepEqual(rootOwned, []);
+  assert.ok(existsSync(join(dataDir, 'identity', 'keys', 'secret_id_key')));
 });

@@ -48,29 +48,31 @@ async function serviceOwner(c: ResolvedConfig): Promise<{ uid: number; gid: numb
   return st && st.uid !== 0 ? { uid: st.uid, gid: st.gid } : null;
 }
 
+/**
+ * Run as root on a dataDir that belongs to the service user (the package's /var/lib/bridgectl):
+ * gives what root made there to that user, or the service could not use it. Says so in `actions`.
+ */
+export async function giveToServiceUser(config: ResolvedConfig, actions: string[]): Promise<void> {
+  const owner = await serviceOwner(config);
+  if (!owner) return;
+  await chownTree(config.dataDir, owner.uid, owner.gid);
+  actions.push(`gave everything under ${config.dataDir} to its owner (uid ${owner.uid}), the service's user`);
+}
+
 export async function initCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, { config: { type: 'string' } });
   const { config, file } = loadConfig(values.config);
-  // Run as root on a dataDir that belongs to the service user (the package's /var/lib/bridgectl):
-  // what init makes is given to that user, or the service could not use it.
-  const owner = await serviceOwner(config);
   if (config.mode === 'relay') {
     const r = await initRelays(config);
     console.log(`relay family ${config.nickname} (${file}): FamilyId ${r.familyId}`);
     for (const m of r.members) console.log(`  ${m.name} ${m.fingerprint}`);
-    if (owner) {
-      await chownTree(config.dataDir, owner.uid, owner.gid);
-      r.actions.push(`gave everything under ${config.dataDir} to its owner (uid ${owner.uid}), the service's user`);
-    }
+    await giveToServiceUser(config, r.actions);
     for (const a of r.actions) console.log(`  ${a}`);
     if (!r.actions.length) console.log('  everything was already in place');
     return 0;
   }
   const r = await initBridge(config);
-  if (owner) {
-    await chownTree(config.dataDir, owner.uid, owner.gid);
-    r.actions.push(`gave everything under ${config.dataDir} to its owner (uid ${owner.uid}), the service's user`);
-  }
+  await giveToServiceUser(config, r.actions);
   console.log(`bridge ${config.nickname} (${file}): fingerprint ${r.fingerprint}`);
   for (const a of r.actions) console.log(`  ${a}`);
   if (!r.actions.length) console.log('  everything was already in place');

@@ -2,7 +2,7 @@ import { loadConfig } from '../config/index.js';
 import { verifyIdentity, exportKeys, writeKeyArchive, readKeyArchive, importKeys, KeyArchiveError } from '../keysync/index.js';
 import { controlRequest, type RotationResult } from '../supervisor/index.js';
 import { parse, UsageError } from './args.js';
-import { identityDir, instanceTargets, initBridge } from './init.js';
+import { identityDir, instanceTargets, initBridge, giveToServiceUser } from './init.js';
 import { signCommand, relayExport, relayImport } from './relay.js';
 
 export const KEYS_USAGE = `usage:
@@ -97,7 +97,13 @@ async function importCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { config: { type: 'string' }, force: { type: 'boolean' } }, true);
   const file = oneFile(positionals, 'import');
   const { config } = loadConfig(values.config);
-  if (config.mode === 'relay') return relayImport(config, file);
+  if (config.mode === 'relay') {
+    const code = await relayImport(config, file);
+    const given: string[] = [];
+    if (code === 0) await giveToServiceUser(config, given);
+    for (const a of given) console.log(`  ${a}`);
+    return code;
+  }
   try {
     const archive = await readKeyArchive(file);
     const r = await importKeys({
@@ -109,6 +115,7 @@ async function importCommand(argv: string[]): Promise<number> {
     });
     // Then what init does (a no-op for the keys now): pins, the static cookie.
     const init = await initBridge(config);
+    await giveToServiceUser(config, init.actions);
     if (init.fingerprint !== r.fingerprint) throw new Error(`after import the bridge has fingerprint ${init.fingerprint}, not ${r.fingerprint}`);
     const verb = { installed: 'installed', unchanged: 'already had', replaced: 'installed (replacing other keys)' }[r.outcome];
     console.log(`bridge ${config.nickname} ${verb} identity ${r.fingerprint} (ed25519 ${r.ed25519}) from ${file}`);
