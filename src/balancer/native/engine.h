@@ -133,6 +133,25 @@ enum { TWIN_COUNTERS(AS_ENUM) TC_N };
 #define TAG_LISTENER 0xFFFFFFFEull
 #define GEN_MASK 0x7fffffffu
 
+/*
+ * Fault injection, in a test build only (-DENGINE_FAULTS; test/balancer-faults.test.ts builds one):
+ * ENGINE_FAULT=NAME:N makes the Nth call at that point fail, as it would under memory pressure:
+ *   queue         buf_append (what the engine queues to a socket, a session's early bytes)
+ *   stats-buffer  napi_create_arraybuffer in engineStats
+ * The test build also makes the engine's lock error-checking, and LOCK_NOT_HELD() aborts where the
+ * lock must not be held (engineStats allocates outside it). Both are nothing in the real build.
+ */
+enum { FAULT_QUEUE, FAULT_STATS_BUFFER, FAULT_N };
+#ifdef ENGINE_FAULTS
+bool fault_now(int point);
+void lock_not_held(void);
+#define FAULT(point) fault_now(point)
+#define LOCK_NOT_HELD() lock_not_held()
+#else
+#define FAULT(point) false
+#define LOCK_NOT_HELD() ((void)0)
+#endif
+
 #define INC(x, n) atomic_fetch_add_explicit(&(x), (int64_t)(n), memory_order_relaxed)
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
 

@@ -70,7 +70,7 @@ uint32_t loop_prng32(void) {
 
 int buf_append(uint8_t **buf, size_t *len, const uint8_t *p, size_t n) {
   if (n == 0) return 0;
-  uint8_t *b = realloc(*buf, *len + n);
+  uint8_t *b = FAULT(FAULT_QUEUE) ? NULL : realloc(*buf, *len + n);
   if (!b) return -ENOMEM;
   memcpy(b + *len, p, n);
   *buf = b;
@@ -535,3 +535,32 @@ bool loop_queue_cmd(int kind, bal_t *b, int idx, double token) {
   loop_wake();
   return true;
 }
+
+#ifdef ENGINE_FAULTS
+static long fault_nth[FAULT_N];
+static _Atomic long fault_calls[FAULT_N];
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+static void fault_parse(void) {
+  static const char *const names[FAULT_N] = {"queue", "stats-buffer"};
+  const char *v = getenv("ENGINE_FAULT");
+  const char *colon = v ? strchr(v, ':') : NULL;
+  if (!colon) return;
+  for (int i = 0; i < FAULT_N; i++)
+    if (strlen(names[i]) == (size_t)(colon - v) && !strncmp(v, names[i], (size_t)(colon - v))) fault_nth[i] = strtol(colon + 1, NULL, 10);
+}
+
+bool fault_now(int point) {
+  pthread_once(&fault_once, fault_parse);
+  return atomic_fetch_add(&fault_calls[point], 1) + 1 == fault_nth[point];
+}
+
+void lock_not_held(void) {
+  int e = pthread_mutex_lock(&E.mu);
+  if (e == EDEADLK) {
+    fprintf(stderr, "engine: the engine's lock is held here\n");
+    abort();
+  }
+  if (e == 0) pthread_mutex_unlock(&E.mu);
+}
+#endif

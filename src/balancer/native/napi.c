@@ -79,7 +79,14 @@ static napi_value EngineInit(napi_env env, napi_callback_info info) {
   while (seed == 0)
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)loop_now_ms() | 1;
   E.prng = seed;
+#ifdef ENGINE_FAULTS
+  pthread_mutexattr_t attr; /* error-checking: LOCK_NOT_HELD() can tell who holds it */
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init(&E.mu, &attr);
+#else
   pthread_mutex_init(&E.mu, NULL);
+#endif
   atomic_store(&E.stop, false);
   if (pthread_create(&E.th, NULL, loop_worker, NULL) != 0) {
     napi_throw_error(env, NULL, "engineInit: cannot start the thread");
@@ -400,7 +407,8 @@ static napi_value EngineStats(napi_env env, napi_callback_info info) {
   /* Allocated outside the lock (for every slot a balancer can have, 21 kB), filled under it. */
   size_t per = TF_N + TC_N, max = C_N + (size_t)MAX_TWINS * per;
   double *d;
-  if (napi_create_arraybuffer(env, max * sizeof(double), (void **)&d, &ab) != napi_ok) {
+  LOCK_NOT_HELD();
+  if (FAULT(FAULT_STATS_BUFFER) || napi_create_arraybuffer(env, max * sizeof(double), (void **)&d, &ab) != napi_ok) {
     napi_throw_error(env, NULL, "engineStats: out of memory");
     return NULL;
   }
