@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the native engine's pure parts with libFuzzer (Debian's clang), under
 # AddressSanitizer and UndefinedBehaviorSanitizer: test/fuzz/extor_fuzz.c (framing and command
-# checks) and test/fuzz/handshake_fuzz.c (both handshake state machines, fed bytes without the
-# event loop). Seeds are in test/fuzz/corpus/<harness>/ (kept in the repo); what a run finds goes to
-# a scratch directory, unless FUZZ_MERGE=1 merges the new inputs into the repo's corpus.
+# checks) and test/fuzz/handshake_fuzz.c (both handshake state machines, driven directly with the
+# fuzzer's bytes cut into arbitrary reads: no socket, no event loop). First the state machines' unit
+# tests for what no fuzzer makes happen (test/fuzz/handshake_unit.c: a failing HMAC, failing
+# allocations). Seeds are in test/fuzz/corpus/<harness>/ (kept in the repo); what a run finds goes
+# to a scratch directory, unless FUZZ_MERGE=1 merges the new inputs into the repo's corpus.
 #   bash scripts/fuzz.sh                     # CI: FUZZ_SECONDS (default 25) per harness
 #   FUZZ_SECONDS=3600 FUZZ_MERGE=1 bash scripts/fuzz.sh [HARNESS]
-# Exits non-zero on any crash, sanitizer report or leak, and prints the input that caused it.
+# Exits non-zero on any crash, sanitizer report, leak or failed unit test, and prints the input
+# that caused it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v clang >/dev/null || { echo "fuzz: clang is missing (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 out=build-fuzz
 mkdir -p "$out"
-nodedir=/usr/include/node
-[ -e "$nodedir/node_api.h" ] || nodedir=$(node -p 'require("path").resolve(process.execPath, "../..")')/include/node
-flags=(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$nodedir")
+sanitizers=(-g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all -Wall -Wextra -Werror)
 native=src/balancer/native
-clang "${flags[@]}" -o "$out/extor" test/fuzz/extor_fuzz.c "$native/extor.c" -lcrypto
-clang "${flags[@]}" -o "$out/handshake" test/fuzz/handshake_fuzz.c "$native"/{extor,handshake,relay,loop}.c -lcrypto -lpthread
+clang "${sanitizers[@]}" -fsanitize=address,undefined -DHS_REALLOC=test_realloc -o "$out/handshake_unit" \
+  test/fuzz/handshake_unit.c "$native"/{extor,handshake}.c -lcrypto
+"$out/handshake_unit"
+clang "${sanitizers[@]}" -fsanitize=fuzzer,address,undefined -o "$out/extor" test/fuzz/extor_fuzz.c "$native/extor.c" -lcrypto
+clang "${sanitizers[@]}" -fsanitize=fuzzer,address,undefined -o "$out/handshake" test/fuzz/handshake_fuzz.c "$native"/{extor,handshake}.c -lcrypto
 harnesses=("$@")
 [ ${#harnesses[@]} -gt 0 ] || harnesses=(extor handshake)
 scratch=$(mktemp -d)

@@ -67,7 +67,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
     srcSize: range.size,
     noPort: noPort ? 1 : 0,
     handshakeMs: opts.handshakeTimeoutMs ?? D.handshakeTimeoutMs,
-    backendMs: opts.twinTimeoutMs ?? D.twinTimeoutMs,
+    twinMs: opts.twinTimeoutMs ?? D.twinTimeoutMs,
     idleMs: opts.idleTimeoutMs ?? D.idleTimeoutMs,
     maxSessions: opts.maxSessions ?? D.maxSessions,
     debug: logger.isLevelEnabled('debug') ? 1 : 0,
@@ -148,7 +148,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
       const ep = parseEndpoint(spec.address, `twin ${spec.name} address`);
       const idx = freeIdx();
       const set = (host: string): void => {
-        const r = e.engineBackendSet(h, idx, host, ep.port);
+        const r = e.engineTwinSet(h, idx, host, ep.port);
         if (r < 0) throw errnoError(r, 'twin', spec.address);
       };
       let ready: Promise<void>;
@@ -168,12 +168,12 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
     async removeTwin(name, o = {}) {
       const b = twins.get(name);
       if (!b || stopped) return;
-      e.engineBackendDrain(h, b.idx, true);
+      e.engineTwinDrain(h, b.idx, true);
       await drainer.until(() => openOn(b.idx), o.drainMs ?? D.drainMs);
       await b.ready.catch(() => undefined);
       if (stopped) return;
       const c = completion();
-      e.engineBackendRemove(h, b.idx, c.token);
+      e.engineTwinRemove(h, b.idx, c.token);
       await c.promise;
       twins.delete(name);
       byIdx.delete(b.idx);
@@ -190,14 +190,14 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
       await b.ready;
       const cookie = await readCookieFile(b.spec.cookieFile);
       if (twins.get(name) !== b || stopped) throw new Error(`no twin ${name}`);
-      e.engineBackendUp(h, b.idx, cookie);
+      e.engineTwinUp(h, b.idx, cookie);
       logger.info({ twin: name }, 'twin marked up');
     },
 
     markDown(name, reason) {
       const b = twins.get(name);
       if (!b || stopped) return;
-      if (e.engineBackendDown(h, b.idx, reason)) logger.info({ twin: name, reason }, 'twin marked down');
+      if (e.engineTwinDown(h, b.idx, reason)) logger.info({ twin: name, reason }, 'twin marked down');
     },
 
     setLimits(l) {
@@ -222,7 +222,7 @@ export function createNativeBalancer(opts: BalancerOptions, e: EngineAddon): Bal
         ...emptyTwinStats(b.spec),
         up,
         draining: used && (a[off + L.draining] ?? 0) !== 0,
-        downReason: up ? null : used ? e.engineBackendReason(h, b.idx) : 'resolving its address',
+        downReason: up ? null : used ? e.engineTwinReason(h, b.idx) : 'resolving its address',
       };
       TWIN_COUNTERS.forEach((k, i) => (s[k] = used ? (a[off + L.counters[i]!] ?? 0) : 0));
       list.push(s);

@@ -9,13 +9,13 @@ export interface EngineAddon {
   engineCreate(staticCookie: Buffer, opts: Record<string, number>): number;
   engineListen(h: number, host: string, port: number, backlog: number): number;
   engineStop(h: number, token: number): void;
-  engineLimits(h: number, handshakeMs: number, backendMs: number, idleMs: number, maxSessions: number): void;
-  engineBackendSet(h: number, idx: number, host: string, port: number): number;
-  engineBackendUp(h: number, idx: number, cookie: Buffer): void;
-  engineBackendDown(h: number, idx: number, reason: string): boolean;
-  engineBackendDrain(h: number, idx: number, on: boolean): void;
-  engineBackendRemove(h: number, idx: number, token: number): void;
-  engineBackendReason(h: number, idx: number): string;
+  engineLimits(h: number, handshakeMs: number, twinMs: number, idleMs: number, maxSessions: number): void;
+  engineTwinSet(h: number, idx: number, host: string, port: number): number;
+  engineTwinUp(h: number, idx: number, cookie: Buffer): void;
+  engineTwinDown(h: number, idx: number, reason: string): boolean;
+  engineTwinDrain(h: number, idx: number, on: boolean): void;
+  engineTwinRemove(h: number, idx: number, token: number): void;
+  engineTwinReason(h: number, idx: number): string;
   engineStats(h: number): Float64Array;
   /** engineStats's layout: the listener counters' names, then per twin slot its flags' and counters' names. */
   engineLayout(): { listener: string[]; twin: string[] };

@@ -2,7 +2,9 @@
 /*
  * Shared types of the native engine. One layer per file, each with its prefix:
  *   extor.c      extor_  Extended ORPort framing and validation, the SAFE_COOKIE hashes (pure)
- *   handshake.c  hs_     both handshakes and the twin attempts (replay on the next twin)
+ *   handshake.c  hs_     both handshakes as state machines: bytes in, bytes to send out (pure)
+ *   session.c    sess_   a session's handshake phase: the sockets fed to the state machines, the
+ *                        twin attempts (choice, early start, replay on the next twin), rejects
  *   relay.c      relay_  pipes, pump, close propagation
  *   loop.c       loop_   the worker: accept, dispatch, deadlines, commands, session slots, events
  *   napi.c       js_     the N-API bindings (engine*, engineLayout)
@@ -12,7 +14,7 @@
  * SAFE_COOKIE handshakes (the transport's with the static cookie, ours with the chosen twin's
  * current cookie), replays the transport's commands on the next twin when one fails before its
  * OKAY, and then relays both ways with splice(2) through a pipe, so the payload never enters user
- * space. JS (native-balancer.ts) owns the configuration: backends, their cookies and up/down state
+ * space. JS (native-balancer.ts) owns the configuration: twins, their cookies and up/down state
  * (under one mutex), limits; it reads the counters; the worker tells it when it marks a twin down.
  *
  * The attempt on a twin starts as soon as the transport connects, alongside the transport's own
@@ -29,28 +31,25 @@
  * reading again, so backpressure is the pipe (a direction whose output is full stops reading). Idle
  * sessions hold no pipe (pipes come from a small pool and go back when empty).
  *
- * Close, as the JS relay does it: EOF on either side stops reading both ways, flushes what is
- * already read (for at most LINGER_MS) and closes both sockets; an error on one side drops what was
- * going to it, flushes what was coming from it to the other side (tor's OKAY, say), then closes;
- * no byte either way for idleMs closes both.
- *
- * The same relay is exposed for sockets connected elsewhere (relayAdd, through splice.ts; the tests
- * drive the relay that way): such sessions report their close to JS as (id, reason, aToB, bToA).
+ * Close: EOF on either side stops reading both ways, flushes what is already read (for at most
+ * LINGER_MS) and closes both sockets; an error on one side drops what was going to it, flushes what
+ * was coming from it to the other side (tor's OKAY, say), then closes; no byte either way for
+ * idleMs closes both.
  *
  *   engineInit(onEvent, pipeSize)                               once per process; events below
- *   engineCreate(cookie, {srcFirst, srcSize, noPort, handshakeMs, backendMs, idleMs, maxSessions, debug, leastConnections}): handle
+ *   engineCreate(cookie, {srcFirst, srcSize, noPort, handshakeMs, twinMs, idleMs, maxSessions, debug, leastConnections}): handle
  *   engineListen(h, host, port, backlog): port, or -errno
  *   engineStop(h, token)                                         closes the listener and every session; event DONE
- *   engineLimits(h, handshakeMs, backendMs, idleMs, maxSessions)
- *   engineBackendSet(h, idx, host, port): 0 or -errno            a new backend in slot idx (down, counters zero)
- *   engineBackendUp(h, idx, cookie) / engineBackendDown(h, idx, reason) / engineBackendDrain(h, idx, on)
- *   engineBackendRemove(h, idx, token)                           ends its sessions, frees the slot; event DONE
- *   engineStats(h): Float64Array                                 listener counters, then per backend
+ *   engineLimits(h, handshakeMs, twinMs, idleMs, maxSessions)
+ *   engineTwinSet(h, idx, host, port): 0 or -errno               a new twin in slot idx (down, counters zero)
+ *   engineTwinUp(h, idx, cookie) / engineTwinDown(h, idx, reason) / engineTwinDrain(h, idx, on)
+ *   engineTwinRemove(h, idx, token)                              ends its sessions, frees the slot; event DONE
+ *   engineTwinReason(h, idx): why twin idx is down
+ *   engineStats(h): Float64Array                                 listener counters, then per twin slot
  *   engineLayout(): {listener, twin}                             the names of engineStats's entries
- *   relayAdd(fdA, fdB, idleMs, firstAtoB?, firstBtoA?): id or -errno; relayClose(id); relayBytes(id)
- *   relayRef(on); relayStats()
- * Events: (1, id, reason, aToB, bToA) relay close; (2, h, idx, reason, authFailed) twin marked down;
- *         (3, token) command done; (4, h, message) debug line (when the balancer asked for them).
+ *   engineRef(on)                                                whether pending events keep Node alive
+ * Events: (2, h, idx, reason, authFailed) twin marked down; (3, token) command done;
+ *         (4, h, message) debug line (when the balancer asked for them).
  */
 
 #ifndef _GNU_SOURCE
@@ -81,7 +80,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "extor.h"
+#include "handshake.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -94,12 +93,11 @@
 #define POOL_MAX 64
 #define ROUNDS 16
 #define REASON_LEN 128
-#define MAX_BACKENDS 256
-#define MAX_COMMAND_BYTES (64 * 1024)
+#define MAX_TWINS 256
 #define MAX_TWIN_REPLY_BYTES (64 * 1024 + 4096) /* what a twin may send before its OKAY */
 #define ACCEPT_BATCH 64
 #define ACCEPT_PAUSE_MS 100
-/* Early twin attempts (see hs_t): at most this many at once, and none for SPEC_PAUSE_MS once bad
+/* Early twin attempts (see handshakes_t): at most this many at once, and none for SPEC_PAUSE_MS once bad
  * transport handshakes (failed auth, broken protocol, timed out, or left mid-handshake) reach
  * SPEC_BAD_MIN and a tenth of those that ended over the last one to two seconds: a flood of bad
  * peers never costs the twins a connection, while a health probe or a client that gives up now and
@@ -109,12 +107,11 @@
 #define SPEC_WINDOW_MS 1000
 #define SPEC_BAD_MIN 16
 
-/* Session phases; the transport's handshake states (F_*) and the twin attempt's (B_*). */
-enum { P_FRONT, P_BACKEND, P_RELAY, P_REJECT };
-enum { F_TYPE, F_NONCE, F_HASH, F_CMDS };
-enum { B_CONNECT, B_TYPES, B_SHASH, B_WAIT, B_RESULT, B_REPLY };
+/* Session phases: the transport's handshake (an attempt on a twin may run alongside), waiting for
+ * the twin (the transport sent DONE), relaying, rejected (answered, then dropped). */
+enum { P_FRONT, P_TWIN, P_RELAY, P_REJECT };
 /* Event kinds, as JS receives them (native.ts). */
-enum { EV_RELAY_CLOSED = 1, EV_DOWN = 2, EV_DONE = 3, EV_DEBUG = 4 };
+enum { EV_DOWN = 2, EV_DONE = 3, EV_DEBUG = 4 };
 
 /* Listener counters, in the order engineStats returns them, with the names engineLayout gives JS. */
 #define LISTENER_COUNTERS(X) \
@@ -124,17 +121,36 @@ enum { EV_RELAY_CLOSED = 1, EV_DOWN = 2, EV_DONE = 3, EV_DEBUG = 4 };
 /* Per twin slot: these flags, then the twin counters. */
 #define TWIN_FLAGS(X) X(TF_USED, "used") X(TF_UP, "up") X(TF_DRAINING, "draining")
 #define TWIN_COUNTERS(X) \
-  X(BC_CURRENT, "current") X(BC_TOTAL, "total") X(BC_TO, "bytesToTwin") X(BC_FROM, "bytesFromTwin") \
-  X(BC_AUTHFAIL, "authFailures") X(BC_CONNFAIL, "connectFailures")
+  X(TC_CURRENT, "current") X(TC_TOTAL, "total") X(TC_TO, "bytesToTwin") X(TC_FROM, "bytesFromTwin") \
+  X(TC_AUTHFAIL, "authFailures") X(TC_CONNFAIL, "connectFailures")
 #define AS_ENUM(id, name) id,
 enum { LISTENER_COUNTERS(AS_ENUM) C_N };
 enum { TWIN_FLAGS(AS_ENUM) TF_N };
-enum { TWIN_COUNTERS(AS_ENUM) BC_N };
+enum { TWIN_COUNTERS(AS_ENUM) TC_N };
 
 /* epoll data: a session's (slot, side, descriptor generation), a listener's handle, or the eventfd. */
 #define TAG_EVENTFD UINT64_MAX
 #define TAG_LISTENER 0xFFFFFFFEull
 #define GEN_MASK 0x7fffffffu
+
+/*
+ * Fault injection, in a test build only (-DENGINE_FAULTS; test/balancer-faults.test.ts builds one):
+ * ENGINE_FAULT=NAME:N makes the Nth call at that point fail, as it would under memory pressure:
+ *   queue         buf_append (what the engine queues to a socket, a session's early bytes)
+ *   stats-buffer  napi_create_arraybuffer in engineStats
+ * The test build also makes the engine's lock error-checking, and LOCK_NOT_HELD() aborts where the
+ * lock must not be held (engineStats allocates outside it). Both are nothing in the real build.
+ */
+enum { FAULT_QUEUE, FAULT_STATS_BUFFER, FAULT_N };
+#ifdef ENGINE_FAULTS
+bool fault_now(int point);
+void lock_not_held(void);
+#define FAULT(point) fault_now(point)
+#define LOCK_NOT_HELD() lock_not_held()
+#else
+#define FAULT(point) false
+#define LOCK_NOT_HELD() ((void)0)
+#endif
 
 #define INC(x, n) atomic_fetch_add_explicit(&(x), (int64_t)(n), memory_order_relaxed)
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -161,8 +177,8 @@ typedef struct {
   socklen_t addrlen;
   uint8_t cookie[32];
   char reason[REASON_LEN];
-  _Atomic int64_t c[BC_N];
-} backend_t;
+  _Atomic int64_t c[TC_N];
+} twin_t;
 
 struct bal {
   int handle;
@@ -174,7 +190,7 @@ struct bal {
   bool no_port, debug;
   bool least_conn; /* choice of twin: least connections (else round-robin) */
   /* Under E.mu: */
-  int64_t hs_ms, be_ms, idle_ms;
+  int64_t hs_ms, twin_ms, idle_ms;
   int64_t max_sessions;
   uint32_t rr;
   /* Worker only: */
@@ -183,8 +199,8 @@ struct bal {
   int64_t accept_paused_until; /* out of descriptors: the listener is out of epoll until then */
   int64_t win_start;
   uint32_t win_good[2], win_bad[2]; /* [0] this window, [1] the one before */
-  int nbe; /* slots in use are below this */
-  backend_t be[MAX_BACKENDS];
+  int ntwins; /* slots in use are below this */
+  twin_t twins[MAX_TWINS];
   _Atomic int64_t c[C_N];
 };
 
@@ -194,49 +210,42 @@ typedef struct {
 } inbuf_t;
 
 /*
- * Both handshakes run at once: the attempt on a twin starts when the transport connects (connect,
- * auth types, our nonce, its server hash all overlap with the transport's own handshake) and waits
- * in B_WAIT for the transport's DONE before it sends our client hash with the commands.
+ * Both handshakes of a session (session.c): the state machines and what the sockets brought them.
+ * The attempt on a twin starts when the transport connects (connect, auth types, our nonce, its
+ * server hash all overlap with the transport's own handshake) and waits in HS_CLIENT_WAIT for the
+ * transport's DONE before it sends our client hash with the commands.
  */
 typedef struct {
-  int fst, bst;        /* the transport's handshake (F_*), the twin attempt's (B_*) */
-  bool front_done;     /* the transport sent DONE: held is complete */
+  hs_server_t srv;     /* the transport's handshake; its held commands go to each twin tried */
+  hs_client_t cli;     /* the attempt on s->twin (while fd[1] is open) */
+  bool connecting;     /* the attempt's connect() has not completed */
+  bool front_done;     /* the transport sent DONE: srv.held is complete */
   bool spec;           /* counted in spec_now: an attempt started before DONE */
-  uint8_t expect[32];  /* front: the client hash we expect */
-  uint8_t cookie[32];  /* backend: the twin's cookie for this attempt */
-  uint32_t be_gen;     /* backend: the twin's generation when this attempt took its cookie */
-  uint8_t cnonce[32];  /* backend: our nonce */
-  uint8_t chash[32];   /* backend: our client hash, kept in B_WAIT */
-  uint64_t tried[MAX_BACKENDS / 64];
+  uint32_t twin_gen;   /* the twin's generation when this attempt took its cookie */
+  uint64_t tried[MAX_TWINS / 64];
   int ntried;
-  inbuf_t in[2]; /* what came from fd[0] (transport) and fd[1] (twin) during the handshakes */
-  uint8_t *held; /* the transport's commands, DONE included, as it framed them */
-  size_t heldlen;
+  inbuf_t in[2]; /* what came from fd[0] (transport) and fd[1] (twin), not used yet */
   uint8_t *early; /* what the transport sent after DONE */
   size_t earlylen;
-  uint8_t *reply; /* the twin's commands up to its OKAY/DENY */
-  size_t replylen;
-  int replyparts;
-  size_t cmdbytes;
   int64_t attempt_deadline;
-} hs_t;
+} handshakes_t;
 
 struct sess {
-  bal_t *bal; /* NULL for relayAdd sessions */
+  bal_t *bal;
   int phase;
   int fd[2]; /* [0] transport, [1] twin */
   uint32_t events[2];
   bool registered[2];
   dir_t d[2]; /* d[0]: fd[0] -> fd[1]; d[1]: fd[1] -> fd[0] */
-  hs_t *hs;
-  int be; /* backend slot of the attempt or the relay, -1 none */
+  handshakes_t *hs;
+  int twin; /* twin slot of the attempt or the relay, -1 none */
   uint32_t slot;
   double id;
   int64_t idle_ms, last_ms, deadline_ms;
   bool closing, dead, counted, shut_wr;
   bool gone[2];  /* nothing more goes to or comes from this socket */
   bool hup[2];   /* relay: the socket hung up or failed: not polled, nothing goes to it, read until EOF */
-  bool attempting; /* an attempt on s->be is under way (counted in its attempts) */
+  bool attempting; /* an attempt on s->twin is under way (counted in its attempts) */
   bool starved[2]; /* relay: direction d waits for a pipe (out of descriptors); loop_scan() retries */
   uint32_t gen[2]; /* bumped when fd[i] is closed: events carry it, so an old attempt's are dropped */
   bool rdhup[2]; /* the peer half-closed; the linger deadline runs */
@@ -333,7 +342,7 @@ int relay_get_pipe(dir_t *x);
 void relay_put_pipe(dir_t *x);
 void relay_drop_dir(dir_t *x);
 int relay_queue(sess_t *s, int side, const uint8_t *p, size_t n);
-backend_t *relay_twin(sess_t *s);
+twin_t *relay_twin(sess_t *s);
 void relay_account(sess_t *s, int d, size_t n);
 const char *loop_side_name(int side);
 void relay_side_failed(sess_t *s, int side, int err);
@@ -343,24 +352,24 @@ void relay_update(sess_t *s);
 void relay_start(sess_t *s, const uint8_t *rest, size_t restlen);
 bool relay_expired(const sess_t *s, int64_t now);
 
-/* handshake.c: both SAFE_COOKIE handshakes and the twin attempts */
-void hs_spec_done(sess_t *s);
-void hs_spec_count(bal_t *b, bool bad);
-void hs_free(sess_t *s);
-void hs_close(sess_t *s, const char *fmt, ...);
-bool hs_flush(sess_t *s, int side);
-void hs_close_attempt(sess_t *s);
-void hs_attempt_over(sess_t *s);
-void hs_reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const char *fmt, ...);
-bool hs_tried(hs_t *h, int i);
-void hs_attempt_failed(sess_t *s, const char *reason, bool auth, bool local);
-bool hs_local_errno(int e);
-void hs_start_attempt(sess_t *s);
-void hs_consume(inbuf_t *in, size_t off);
-void hs_front_input(sess_t *s);
-void hs_send_commands(sess_t *s);
-void hs_twin_input(sess_t *s);
-ssize_t hs_read(sess_t *s, int side);
+/* session.c: a session's handshake phase, the twin attempts */
+void sess_spec_done(sess_t *s);
+void sess_spec_count(bal_t *b, bool bad);
+void sess_free_hs(sess_t *s);
+void sess_close(sess_t *s, const char *fmt, ...);
+bool sess_flush(sess_t *s, int side);
+void sess_close_attempt(sess_t *s);
+void sess_attempt_over(sess_t *s);
+void sess_reject(sess_t *s, const uint8_t *bytes, size_t n, int counter, const char *fmt, ...);
+bool sess_tried(handshakes_t *h, int i);
+void sess_attempt_failed(sess_t *s, const char *reason, bool auth, bool local);
+bool sess_local_errno(int e);
+void sess_start_attempt(sess_t *s);
+void sess_begin(sess_t *s);
+void sess_front_input(sess_t *s);
+void sess_twin_input(sess_t *s);
+ssize_t sess_read(sess_t *s, int side);
+void sess_event(sess_t *s, int side, uint32_t ev);
 
 /* napi.c: the N-API bindings */
 void js_call(napi_env env, napi_value cb, void *context, void *data);

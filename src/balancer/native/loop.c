@@ -70,7 +70,7 @@ uint32_t loop_prng32(void) {
 
 int buf_append(uint8_t **buf, size_t *len, const uint8_t *p, size_t n) {
   if (n == 0) return 0;
-  uint8_t *b = realloc(*buf, *len + n);
+  uint8_t *b = FAULT(FAULT_QUEUE) ? NULL : realloc(*buf, *len + n);
   if (!b) return -ENOMEM;
   memcpy(b + *len, p, n);
   *buf = b;
@@ -94,24 +94,14 @@ void loop_finalize(sess_t *s, const char *reason) {
     }
     relay_drop_dir(&s->d[i]);
   }
-  hs_free(s);
+  sess_free_hs(s);
   bal_t *b = s->bal;
-  if (b && s->be >= 0) hs_attempt_over(s);
+  if (b && s->twin >= 0) sess_attempt_over(s);
   if (b) {
     if (s->counted) INC(b->c[C_CURRENT], -1);
-    backend_t *be = s->phase == P_RELAY ? relay_twin(s) : NULL;
-    if (be) INC(be->c[BC_CURRENT], -1);
+    twin_t *tw = s->phase == P_RELAY ? relay_twin(s) : NULL;
+    if (tw) INC(tw->c[TC_CURRENT], -1);
     if (s->phase != P_REJECT) loop_debug(b, "session closed: %s", reason);
-  } else {
-    event_t *ev = calloc(1, sizeof *ev);
-    if (ev) {
-      ev->kind = EV_RELAY_CLOSED;
-      ev->a = s->id;
-      ev->b = (double)GET(s->d[0].bytes);
-      ev->c = (double)GET(s->d[1].bytes);
-      snprintf(ev->text, sizeof ev->text, "%s", reason);
-      loop_post(ev);
-    }
   }
   free(s->why);
   s->why = NULL;
@@ -147,10 +137,10 @@ void loop_update(sess_t *s) {
     case P_RELAY:
       return relay_update(s);
     case P_FRONT:
-    case P_BACKEND:
+    case P_TWIN:
       loop_set_events(s, 0, (s->phase == P_FRONT ? EPOLLIN : 0) | (s->d[1].first_len ? EPOLLOUT : 0));
       if (!s->dead && s->fd[1] >= 0 && s->hs)
-        loop_set_events(s, 1, s->hs->bst == B_CONNECT ? EPOLLOUT : EPOLLIN | (s->d[0].first_len ? EPOLLOUT : 0));
+        loop_set_events(s, 1, s->hs->connecting ? EPOLLOUT : EPOLLIN | (s->d[0].first_len ? EPOLLOUT : 0));
       return;
     default: /* P_REJECT */
       if (!s->d[1].first_len && !s->shut_wr) {
@@ -207,7 +197,7 @@ void loop_session_event(sess_t *s, int side, uint32_t ev) {
   if (s->phase == P_REJECT) {
     if (side != 0) return;
     if (ev & (EPOLLERR | EPOLLHUP)) return loop_finalize(s, "rejected");
-    if ((ev & EPOLLOUT) && !hs_flush(s, 0)) return;
+    if ((ev & EPOLLOUT) && !sess_flush(s, 0)) return;
     if (ev & EPOLLIN) {
       uint8_t sink[4096];
       ssize_t n = recv(s->fd[0], sink, sizeof sink, MSG_DONTWAIT);
@@ -215,71 +205,14 @@ void loop_session_event(sess_t *s, int side, uint32_t ev) {
     }
     return loop_update(s);
   }
-  if (side == 0) {
-    if (ev & EPOLLERR) {
-      if (s->phase == P_FRONT) hs_spec_count(s->bal, true);
-      return hs_close(s, "transport: %s", strerror(loop_sock_error(s->fd[0])));
-    }
-    if ((ev & EPOLLOUT) && !hs_flush(s, 0)) return;
-    if (s->phase == P_FRONT && (ev & EPOLLIN)) {
-      ssize_t n = hs_read(s, 0);
-      if (n == 0) {
-        hs_spec_count(s->bal, true);
-        return loop_finalize(s, "transport closed during the handshake");
-      }
-      if (n == -ENOBUFS) return hs_reject(s, NULL, 0, C_PROTO, "too many command bytes before DONE");
-      if (n < 0 && n != -EAGAIN && n != -EINTR) return hs_close(s, "transport: %s", strerror((int)-n));
-      if (n > 0) return hs_front_input(s);
-    } else if (ev & EPOLLHUP) {
-      hs_spec_count(s->bal, true);
-      return loop_finalize(s, "transport closed during the handshake");
-    }
-    return loop_update(s);
-  }
-  /* The twin's socket during the attempt. */
-  hs_t *h = s->hs;
-  if (h->bst == B_CONNECT) {
-    if (ev & (EPOLLERR | EPOLLHUP)) {
-      char why[REASON_LEN];
-      snprintf(why, sizeof why, "connect: %s", strerror(loop_sock_error(s->fd[1])));
-      return hs_attempt_failed(s, why, false, false);
-    }
-    if (!(ev & EPOLLOUT)) return;
-    h->bst = B_TYPES;
-    return loop_update(s);
-  }
-  if (ev & EPOLLERR) {
-    /* What the twin sent before the error still counts (its OKAY, then a reset): read it first. */
-    int err = loop_sock_error(s->fd[1]);
-    uint32_t gen = s->gen[1];
-    if (hs_read(s, 1) > 0) {
-      hs_twin_input(s);
-      /* The attempt ended on those bytes (the next may have the same descriptor): the error was its. */
-      if (s->dead || s->phase == P_RELAY || s->gen[1] != gen) return;
-    }
-    char why[REASON_LEN];
-    snprintf(why, sizeof why, "twin: %s before its OKAY", strerror(err));
-    return hs_attempt_failed(s, why, false, false);
-  }
-  if (ev & EPOLLOUT) hs_flush(s, 1);
-  if (ev & (EPOLLIN | EPOLLHUP)) {
-    ssize_t n = hs_read(s, 1);
-    if (n == 0 || n == -ENOBUFS) return hs_attempt_failed(s, n == 0 ? "twin closed the connection before its OKAY" : "twin sent too much before its OKAY", false, false);
-    if (n < 0 && n != -EAGAIN && n != -EINTR) {
-      char why[REASON_LEN];
-      snprintf(why, sizeof why, "twin: %s before its OKAY", strerror((int)-n));
-      return hs_attempt_failed(s, why, false, false);
-    }
-    if (n > 0) return hs_twin_input(s);
-  }
-  loop_update(s);
+  sess_event(s, side, ev);
 }
 
 sess_t *loop_new_session(void) {
   sess_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->fd[0] = s->fd[1] = -1;
-  s->be = -1;
+  s->twin = -1;
   for (int i = 0; i < 2; i++) {
     s->d[i].pipe[0] = s->d[i].pipe[1] = -1;
   }
@@ -341,7 +274,7 @@ void loop_accept(bal_t *b) {
       continue;
     }
     sess_t *s = loop_new_session();
-    hs_t *h = s ? calloc(1, sizeof *h) : NULL;
+    handshakes_t *h = s ? calloc(1, sizeof *h) : NULL;
     if (!h || !loop_add_slot(s)) {
       free(h);
       free(s);
@@ -357,18 +290,7 @@ void loop_accept(bal_t *b) {
     s->counted = true;
     INC(b->c[C_CURRENT], 1);
     s->deadline_ms = hs_ms > 0 ? loop_now_ms() + hs_ms : 0;
-    static const uint8_t greeting[2] = {1, 0};
-    if (relay_queue(s, 0, greeting, 2) < 0) {
-      loop_finalize(s, "out of memory");
-      continue;
-    }
-    if (!hs_flush(s, 0)) continue;
-    loop_update(s);
-    if (!s->dead && b->spec_now < SPEC_MAX && loop_now_ms() >= b->spec_paused_until) {
-      h->spec = true;
-      b->spec_now++;
-      hs_start_attempt(s);
-    }
+    sess_begin(s);
   }
 }
 
@@ -380,14 +302,14 @@ void loop_remove_twin(bal_t *b, int idx) {
     pthread_mutex_lock(&E.mu);
     sess_t *s = E.slots[i];
     pthread_mutex_unlock(&E.mu);
-    if (!s || s->dead || s->bal != b || s->be != idx) continue;
+    if (!s || s->dead || s->bal != b || s->twin != idx) continue;
     if (s->phase == P_RELAY) loop_finalize(s, "twin removed");
-    else if (s->phase == P_FRONT || s->phase == P_BACKEND) hs_attempt_failed(s, "twin removed", false, true);
+    else if (s->phase == P_FRONT || s->phase == P_TWIN) sess_attempt_failed(s, "twin removed", false, true);
   }
   pthread_mutex_lock(&E.mu);
-  b->be[idx].used = false;
-  b->be[idx].up = false;
-  while (b->nbe > 0 && !b->be[b->nbe - 1].used) b->nbe--;
+  b->twins[idx].used = false;
+  b->twins[idx].up = false;
+  while (b->ntwins > 0 && !b->twins[b->ntwins - 1].used) b->ntwins--;
   pthread_mutex_unlock(&E.mu);
 }
 
@@ -525,12 +447,12 @@ void loop_scan(void) {
       loop_finalize(s, "rejected");
     } else if (s->deadline_ms > 0 && now >= s->deadline_ms) {
       INC(s->bal->c[C_HSTIMEOUT], 1);
-      if (!s->hs->front_done) hs_spec_count(s->bal, true);
-      hs_close(s, "handshake timed out");
+      if (!s->hs->front_done) sess_spec_count(s->bal, true);
+      sess_close(s, "handshake timed out");
     } else {
       char why[REASON_LEN];
-      snprintf(why, sizeof why, "no OKAY within %lld ms", (long long)(s->bal->be_ms));
-      hs_attempt_failed(s, why, false, false);
+      snprintf(why, sizeof why, "no OKAY within %lld ms", (long long)(s->bal->twin_ms));
+      sess_attempt_failed(s, why, false, false);
     }
   }
 }
@@ -613,3 +535,32 @@ bool loop_queue_cmd(int kind, bal_t *b, int idx, double token) {
   loop_wake();
   return true;
 }
+
+#ifdef ENGINE_FAULTS
+static long fault_nth[FAULT_N];
+static _Atomic long fault_calls[FAULT_N];
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+static void fault_parse(void) {
+  static const char *const names[FAULT_N] = {"queue", "stats-buffer"};
+  const char *v = getenv("ENGINE_FAULT");
+  const char *colon = v ? strchr(v, ':') : NULL;
+  if (!colon) return;
+  for (int i = 0; i < FAULT_N; i++)
+    if (strlen(names[i]) == (size_t)(colon - v) && !strncmp(v, names[i], (size_t)(colon - v))) fault_nth[i] = strtol(colon + 1, NULL, 10);
+}
+
+bool fault_now(int point) {
+  pthread_once(&fault_once, fault_parse);
+  return atomic_fetch_add(&fault_calls[point], 1) + 1 == fault_nth[point];
+}
+
+void lock_not_held(void) {
+  int e = pthread_mutex_lock(&E.mu);
+  if (e == EDEADLK) {
+    fprintf(stderr, "engine: the engine's lock is held here\n");
+    abort();
+  }
+  if (e == 0) pthread_mutex_unlock(&E.mu);
+}
+#endif

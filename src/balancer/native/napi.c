@@ -11,11 +11,6 @@ void js_call(napi_env env, napi_value cb, void *context, void *data) {
     napi_create_int32(env, m->kind, &argv[0]);
     napi_create_double(env, m->a, &argv[1]);
     switch (m->kind) {
-      case EV_RELAY_CLOSED:
-        napi_create_string_utf8(env, m->text, NAPI_AUTO_LENGTH, &argv[2]);
-        napi_create_double(env, m->b, &argv[3]);
-        napi_create_double(env, m->c, &argv[4]);
-        break;
       case EV_DOWN:
         napi_create_double(env, m->b, &argv[2]);
         napi_create_string_utf8(env, m->text, NAPI_AUTO_LENGTH, &argv[3]);
@@ -84,7 +79,14 @@ static napi_value EngineInit(napi_env env, napi_callback_info info) {
   while (seed == 0)
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = (uint64_t)loop_now_ms() | 1;
   E.prng = seed;
+#ifdef ENGINE_FAULTS
+  pthread_mutexattr_t attr; /* error-checking: LOCK_NOT_HELD() can tell who holds it */
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+  pthread_mutex_init(&E.mu, &attr);
+#else
   pthread_mutex_init(&E.mu, NULL);
+#endif
   atomic_store(&E.stop, false);
   if (pthread_create(&E.th, NULL, loop_worker, NULL) != 0) {
     napi_throw_error(env, NULL, "engineInit: cannot start the thread");
@@ -155,7 +157,7 @@ static napi_value EngineCreate(napi_env env, napi_callback_info info) {
   b->debug = get_num(env, argv[1], "debug", 0) != 0;
   b->least_conn = get_num(env, argv[1], "leastConnections", 1) != 0;
   b->hs_ms = (int64_t)get_num(env, argv[1], "handshakeMs", 30000);
-  b->be_ms = (int64_t)get_num(env, argv[1], "backendMs", 10000);
+  b->twin_ms = (int64_t)get_num(env, argv[1], "twinMs", 10000);
   b->idle_ms = (int64_t)get_num(env, argv[1], "idleMs", 600000);
   b->max_sessions = (int64_t)get_num(env, argv[1], "maxSessions", 16384);
   pthread_mutex_lock(&E.mu);
@@ -256,7 +258,7 @@ static napi_value EngineLimits(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 4; i++) napi_get_value_double(env, argv[i + 1], &v[i]);
   pthread_mutex_lock(&E.mu);
   if (v[0] >= 0) b->hs_ms = (int64_t)v[0];
-  if (v[1] >= 0) b->be_ms = (int64_t)v[1];
+  if (v[1] >= 0) b->twin_ms = (int64_t)v[1];
   if (v[2] >= 0) b->idle_ms = (int64_t)v[2];
   if (v[3] >= 0) b->max_sessions = (int64_t)v[3];
   pthread_mutex_unlock(&E.mu);
@@ -266,15 +268,15 @@ static napi_value EngineLimits(napi_env env, napi_callback_info info) {
 static bool get_idx(napi_env env, napi_value v, int *idx) {
   int32_t i = -1;
   napi_get_value_int32(env, v, &i);
-  if (i < 0 || i >= MAX_BACKENDS) {
-    napi_throw_range_error(env, NULL, "backend index out of range");
+  if (i < 0 || i >= MAX_TWINS) {
+    napi_throw_range_error(env, NULL, "twin index out of range");
     return false;
   }
   *idx = i;
   return true;
 }
 
-/* The arguments of a per-balancer call: (handle, [backend index,] ...). Throws and returns NULL if wrong. */
+/* The arguments of a per-balancer call: (handle, [twin index,] ...). Throws and returns NULL if wrong. */
 static bal_t *bal_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, int *idx) {
   size_t argc = want;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -288,7 +290,7 @@ static bal_t *bal_args(napi_env env, napi_callback_info info, size_t want, napi_
   return b;
 }
 
-static napi_value EngineBackendSet(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinSet(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   char host[64];
   size_t hl;
@@ -302,22 +304,22 @@ static napi_value EngineBackendSet(napi_env env, napi_callback_info info) {
   socklen_t sl;
   if (parse_addr(host, port, &ss, &sl) < 0) return js_num(env, -EINVAL);
   pthread_mutex_lock(&E.mu);
-  backend_t *be = &b->be[idx];
+  twin_t *tw = &b->twins[idx];
   int ret = 0;
-  if (be->used) ret = -EEXIST;
+  if (tw->used) ret = -EEXIST;
   else {
-    memset(be, 0, sizeof *be);
-    be->addr = ss;
-    be->addrlen = sl;
-    be->used = true;
-    snprintf(be->reason, sizeof be->reason, "not marked up yet");
-    if (idx >= b->nbe) b->nbe = idx + 1;
+    memset(tw, 0, sizeof *tw);
+    tw->addr = ss;
+    tw->addrlen = sl;
+    tw->used = true;
+    snprintf(tw->reason, sizeof tw->reason, "not marked up yet");
+    if (idx >= b->ntwins) b->ntwins = idx + 1;
   }
   pthread_mutex_unlock(&E.mu);
   return js_num(env, ret);
 }
 
-static napi_value EngineBackendUp(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinUp(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   uint8_t cookie[32];
   int idx;
@@ -328,18 +330,18 @@ static napi_value EngineBackendUp(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_lock(&E.mu);
-  backend_t *be = &b->be[idx];
-  if (be->used) {
-    memcpy(be->cookie, cookie, 32);
-    be->gen++;
-    be->up = true;
-    be->reason[0] = 0;
+  twin_t *tw = &b->twins[idx];
+  if (tw->used) {
+    memcpy(tw->cookie, cookie, 32);
+    tw->gen++;
+    tw->up = true;
+    tw->reason[0] = 0;
   }
   pthread_mutex_unlock(&E.mu);
   return js_undefined(env);
 }
 
-static napi_value EngineBackendDown(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinDown(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   char reason[REASON_LEN];
   size_t rl = 0;
@@ -349,11 +351,11 @@ static napi_value EngineBackendDown(napi_env env, napi_callback_info info) {
   if (napi_get_value_string_utf8(env, argv[2], reason, sizeof reason, &rl) != napi_ok) reason[0] = 0;
   bool was = false;
   pthread_mutex_lock(&E.mu);
-  backend_t *be = &b->be[idx];
-  if (be->used) {
-    was = be->up;
-    be->up = false;
-    snprintf(be->reason, sizeof be->reason, "%s", reason);
+  twin_t *tw = &b->twins[idx];
+  if (tw->used) {
+    was = tw->up;
+    tw->up = false;
+    snprintf(tw->reason, sizeof tw->reason, "%s", reason);
   }
   pthread_mutex_unlock(&E.mu);
   napi_value out;
@@ -361,7 +363,7 @@ static napi_value EngineBackendDown(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value EngineBackendDrain(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinDrain(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   bool on = true;
   int idx;
@@ -369,12 +371,12 @@ static napi_value EngineBackendDrain(napi_env env, napi_callback_info info) {
   if (!b) return NULL;
   napi_get_value_bool(env, argv[2], &on);
   pthread_mutex_lock(&E.mu);
-  b->be[idx].draining = on;
+  b->twins[idx].draining = on;
   pthread_mutex_unlock(&E.mu);
   return js_undefined(env);
 }
 
-static napi_value EngineBackendRemove(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinRemove(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   double token = 0;
   int idx;
@@ -382,7 +384,7 @@ static napi_value EngineBackendRemove(napi_env env, napi_callback_info info) {
   if (!b) return NULL;
   napi_get_value_double(env, argv[2], &token);
   pthread_mutex_lock(&E.mu);
-  b->be[idx].draining = true;
+  b->twins[idx].draining = true;
   pthread_mutex_unlock(&E.mu);
   if (!loop_queue_cmd(CMD_REMOVE, b, idx, token)) {
     napi_throw_error(env, NULL, "out of memory");
@@ -392,8 +394,8 @@ static napi_value EngineBackendRemove(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Counters: C_N listener counters, then for each backend slot below nbe: used, up, draining,
- * BC_N counters. The down reason of backend i: engineBackendReason(h, i).
+ * Counters: C_N listener counters, then for each twin slot below ntwins: used, up, draining,
+ * TC_N counters. The down reason of twin i: engineTwinReason(h, i).
  */
 static napi_value EngineStats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -403,30 +405,31 @@ static napi_value EngineStats(napi_env env, napi_callback_info info) {
   bal_t *b = argc >= 1 ? get_bal(env, argv[0]) : NULL;
   if (!b) return NULL;
   /* Allocated outside the lock (for every slot a balancer can have, 21 kB), filled under it. */
-  size_t per = TF_N + BC_N, max = C_N + (size_t)MAX_BACKENDS * per;
+  size_t per = TF_N + TC_N, max = C_N + (size_t)MAX_TWINS * per;
   double *d;
-  if (napi_create_arraybuffer(env, max * sizeof(double), (void **)&d, &ab) != napi_ok) {
+  LOCK_NOT_HELD();
+  if (FAULT(FAULT_STATS_BUFFER) || napi_create_arraybuffer(env, max * sizeof(double), (void **)&d, &ab) != napi_ok) {
     napi_throw_error(env, NULL, "engineStats: out of memory");
     return NULL;
   }
   pthread_mutex_lock(&E.mu);
-  int nbe = b->nbe;
-  size_t n = C_N + (size_t)nbe * per;
+  int ntwins = b->ntwins;
+  size_t n = C_N + (size_t)ntwins * per;
   for (int i = 0; i < C_N; i++) d[i] = (double)GET(b->c[i]);
-  for (int i = 0; i < nbe; i++) {
-    backend_t *be = &b->be[i];
+  for (int i = 0; i < ntwins; i++) {
+    twin_t *tw = &b->twins[i];
     double *x = d + C_N + (size_t)i * per;
-    x[TF_USED] = be->used;
-    x[TF_UP] = be->up;
-    x[TF_DRAINING] = be->draining;
-    for (int k = 0; k < BC_N; k++) x[TF_N + k] = (double)GET(be->c[k]);
+    x[TF_USED] = tw->used;
+    x[TF_UP] = tw->up;
+    x[TF_DRAINING] = tw->draining;
+    for (int k = 0; k < TC_N; k++) x[TF_N + k] = (double)GET(tw->c[k]);
   }
   pthread_mutex_unlock(&E.mu);
   if (napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out) != napi_ok) return NULL;
   return out;
 }
 
-static napi_value EngineBackendReason(napi_env env, napi_callback_info info) {
+static napi_value EngineTwinReason(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], out;
   int idx;
@@ -436,7 +439,7 @@ static napi_value EngineBackendReason(napi_env env, napi_callback_info info) {
   if (!b || !get_idx(env, argv[1], &idx)) return NULL;
   char reason[REASON_LEN];
   pthread_mutex_lock(&E.mu);
-  snprintf(reason, sizeof reason, "%s", b->be[idx].reason);
+  snprintf(reason, sizeof reason, "%s", b->twins[idx].reason);
   pthread_mutex_unlock(&E.mu);
   napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &out);
   return out;
@@ -480,7 +483,7 @@ static napi_value EngineLayout(napi_env env, napi_callback_info info) {
   napi_value out;
   napi_create_object(env, &out);
   napi_set_named_property(env, out, "listener", names(env, LISTENER_NAMES, C_N));
-  napi_set_named_property(env, out, "twin", names(env, TWIN_NAMES, TF_N + BC_N));
+  napi_set_named_property(env, out, "twin", names(env, TWIN_NAMES, TF_N + TC_N));
   return out;
 }
 
@@ -491,12 +494,12 @@ void engine_register(napi_env env, napi_value exports) {
       {"engineListen", NULL, EngineListen, NULL, NULL, NULL, napi_default, NULL},
       {"engineStop", NULL, EngineStop, NULL, NULL, NULL, napi_default, NULL},
       {"engineLimits", NULL, EngineLimits, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendSet", NULL, EngineBackendSet, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendUp", NULL, EngineBackendUp, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendDown", NULL, EngineBackendDown, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendDrain", NULL, EngineBackendDrain, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendRemove", NULL, EngineBackendRemove, NULL, NULL, NULL, napi_default, NULL},
-      {"engineBackendReason", NULL, EngineBackendReason, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinSet", NULL, EngineTwinSet, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinUp", NULL, EngineTwinUp, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinDown", NULL, EngineTwinDown, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinDrain", NULL, EngineTwinDrain, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinRemove", NULL, EngineTwinRemove, NULL, NULL, NULL, napi_default, NULL},
+      {"engineTwinReason", NULL, EngineTwinReason, NULL, NULL, NULL, napi_default, NULL},
       {"engineStats", NULL, EngineStats, NULL, NULL, NULL, napi_default, NULL},
       {"engineRef", NULL, EngineRef, NULL, NULL, NULL, napi_default, NULL},
       {"engineLayout", NULL, EngineLayout, NULL, NULL, NULL, napi_default, NULL},

@@ -67,9 +67,9 @@ int relay_queue(sess_t *s, int side, const uint8_t *p, size_t n) {
   return buf_append(&x->first, &x->first_len, p, n);
 }
 
-backend_t *relay_twin(sess_t *s) {
-  if (!s->bal || s->be < 0) return NULL;
-  return &s->bal->be[s->be];
+twin_t *relay_twin(sess_t *s) {
+  if (!s->bal || s->twin < 0) return NULL;
+  return &s->bal->twins[s->twin];
 }
 
 /* Counts n bytes written in direction d (skipping tor's reply, which is not payload). */
@@ -79,8 +79,8 @@ void relay_account(sess_t *s, int d, size_t n) {
   size_t skip = x->uncounted < n ? x->uncounted : n;
   x->uncounted -= skip;
   n -= skip;
-  backend_t *b = s->phase == P_RELAY ? relay_twin(s) : NULL;
-  if (b && n) INC(b->c[d == 0 ? BC_TO : BC_FROM], n);
+  twin_t *b = s->phase == P_RELAY ? relay_twin(s) : NULL;
+  if (b && n) INC(b->c[d == 0 ? TC_TO : TC_FROM], n);
 }
 
 
@@ -191,22 +191,22 @@ void relay_update(sess_t *s) {
 
 void relay_start(sess_t *s, const uint8_t *rest, size_t restlen) {
   bal_t *b = s->bal;
-  hs_t *h = s->hs;
-  backend_t *be = &b->be[s->be];
+  handshakes_t *h = s->hs;
+  twin_t *tw = &b->twins[s->twin];
   /* Tor's answer, unchanged, then what it already sent on; the transport's early bytes to the twin. */
   dir_t *up = &s->d[1], *down = &s->d[0];
   size_t before = up->first_len - up->first_off;
-  if (relay_queue(s, 0, h->reply, h->replylen) < 0 || relay_queue(s, 0, rest, restlen) < 0 ||
+  if (relay_queue(s, 0, h->cli.reply, h->cli.replylen) < 0 || relay_queue(s, 0, rest, restlen) < 0 ||
       relay_queue(s, 1, h->early, h->earlylen) < 0) {
-    return hs_close(s, "out of memory");
+    return sess_close(s, "out of memory");
   }
-  up->uncounted = before + h->replylen;
+  up->uncounted = before + h->cli.replylen;
   down->uncounted = down->first_len - down->first_off - h->earlylen;
-  hs_free(s);
-  hs_attempt_over(s);
+  sess_free_hs(s);
+  sess_attempt_over(s);
   INC(b->c[C_ESTABLISHED], 1);
-  INC(be->c[BC_CURRENT], 1);
-  INC(be->c[BC_TOTAL], 1);
+  INC(tw->c[TC_CURRENT], 1);
+  INC(tw->c[TC_TOTAL], 1);
   pthread_mutex_lock(&E.mu);
   s->idle_ms = b->idle_ms;
   pthread_mutex_unlock(&E.mu);
