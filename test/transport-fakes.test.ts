@@ -111,6 +111,17 @@ test('snowflake-server ACME: port 80 too, certificate cache in the state dir, ho
   assert.ok(stopLogs.length === 1 && stopLogs[0]!.level === 20 && /code 1/.test(stopLogs[0]!.msg), JSON.stringify(stopLogs));
 });
 
+test('snowflake-server ACME with port 80 taken: its SMETHOD-ERROR for the HTTP-01 listener is fatal and says so', { timeout: 30_000 }, async () => {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(80, '127.0.0.1', r));
+  try {
+    const { o } = await run('snowflake', 'snowflake-server', ['--acme-hostnames', 'sf.example.org']);
+    assert.match(fatal(o), /SMETHOD-ERROR snowflake: HTTP-01 ACME listener: .*EADDRINUSE/);
+  } finally {
+    s.close();
+  }
+});
+
 test('meek-server: SMETHOD meek ADDR without ARGS runs; a taken port (SMETHOD-ERROR) is fatal', { timeout: 30_000 }, async () => {
   const ok = await run('meek', 'meek-server', ['--disable-tls']);
   assert.deepEqual(ready(ok.o).smethod?.args, {});

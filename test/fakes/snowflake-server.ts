@@ -32,10 +32,23 @@ if (!(n >= 1)) {
   say('SMETHOD-ERROR snowflake cannot listen on port 0');
   say('SMETHODS DONE');
 } else {
-  if (acmeHosts) {
-    mkdirSync(join(process.env.TOR_PT_STATE_LOCATION ?? '.', 'snowflake-certificate-cache'), { recursive: true, mode: 0o700 });
-    listen(host, 80).then((s) => servers.push(s), (e: Error) => goLog(`error in ListenAndServe (port 80): ${e.message}`));
-  }
+  // ACME: the real server opens port 80 of the bind address first (HTTP-01); when it cannot, it
+  // logs it, reports SMETHOD-ERROR for the method and announces nothing else.
+  const http01 = acmeHosts
+    ? listen(host, 80).then(
+        (s) => (servers.push(s), true),
+        (e: Error) => {
+          goLog(`error opening HTTP-01 ACME listener: listen tcp ${host}:80: ${e.message}`);
+          say(`SMETHOD-ERROR snowflake HTTP-01 ACME listener: listen tcp ${host}:80: ${e.message}`);
+          say('SMETHODS DONE');
+          return false;
+        },
+      )
+    : Promise.resolve(true);
+  if (acmeHosts) mkdirSync(join(process.env.TOR_PT_STATE_LOCATION ?? '.', 'snowflake-certificate-cache'), { recursive: true, mode: 0o700 });
+  void http01.then((ok) => ok && announce());
+}
+function announce(): void {
   // The real server announces its method before its listener (a goroutine) has bound the port.
   say(`SMETHOD snowflake ${host}:${port} ARGS:${acmeHosts ? `hostname=${acmeHosts.split(',')[0]},tls=yes` : 'tls=no'}`);
   say('SMETHODS DONE');
