@@ -18,7 +18,7 @@ export interface EngineAddon {
   engineTwinReason(h: number, idx: number): string;
   engineStats(h: number): Float64Array;
   /** engineStats's layout: the listener counters' names, then per twin slot its flags' and counters' names. */
-  engineLayout(): { listener: string[]; twin: string[] };
+  engineLayout(): { listener: string[]; twin: string[]; events: EventKinds };
   engineRef(on: boolean): void;
 }
 
@@ -59,6 +59,14 @@ function defaultPipeSize(maxFile = '/proc/sys/fs/pipe-max-size'): number {
   }
 }
 
+/** The kinds of the engine's events, by name (the engine's own numbers, from engineLayout()). */
+interface EventKinds {
+  down: number;
+  done: number;
+  debug: number;
+}
+let events: EventKinds = { down: -1, done: -1, debug: -1 };
+
 let engine: EngineAddon | null | undefined;
 let unavailable = '';
 const balancerHandlers = new Map<number, BalancerEvents>();
@@ -66,21 +74,16 @@ const done = new Map<number, () => void>();
 let nextToken = 1;
 
 function onEvent(kind: number, a: number, b: unknown, c: unknown, d: unknown): void {
-  switch (kind) {
-    case 2:
-      balancerHandlers.get(a)?.down(b as number, c as string, d as boolean);
-      return;
-    case 3: {
-      const r = done.get(a);
-      if (!r) return;
-      done.delete(a);
-      engine?.engineRef(false);
-      r();
-      return;
-    }
-    case 4:
-      balancerHandlers.get(a)?.debug(b as string);
-      return;
+  if (kind === events.down) {
+    balancerHandlers.get(a)?.down(b as number, c as string, d as boolean);
+  } else if (kind === events.done) {
+    const r = done.get(a);
+    if (!r) return;
+    done.delete(a);
+    engine?.engineRef(false);
+    r();
+  } else if (kind === events.debug) {
+    balancerHandlers.get(a)?.debug(b as string);
   }
 }
 
@@ -93,6 +96,7 @@ export function nativeEngine(): EngineAddon | null {
     return (engine = null);
   }
   try {
+    events = (addon as EngineAddon).engineLayout().events;
     const fallback = defaultPipeSize();
     const pipeSize = Number(process.env.BRIDGECTL_SPLICE_PIPE_SIZE ?? fallback);
     addon.engineInit(onEvent, Number.isInteger(pipeSize) && pipeSize > 0 ? pipeSize : fallback);

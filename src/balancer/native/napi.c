@@ -477,13 +477,22 @@ static napi_value names(napi_env env, const char *const *list, size_t n) {
 static const char *const LISTENER_NAMES[] = {LISTENER_COUNTERS(AS_NAME)};
 static const char *const TWIN_NAMES[] = {TWIN_FLAGS(AS_NAME) TWIN_COUNTERS(AS_NAME)};
 
-/* engineStats's layout: {listener: names, twin: names per twin slot (flags, then counters)}. */
+/*
+ * engineStats's layout: {listener: names, twin: names per twin slot (flags, then counters)}, and
+ * the kinds of the events passed to onEvent: {down, done, debug}.
+ */
 static napi_value EngineLayout(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
   napi_create_object(env, &out);
   napi_set_named_property(env, out, "listener", names(env, LISTENER_NAMES, C_N));
   napi_set_named_property(env, out, "twin", names(env, TWIN_NAMES, TF_N + TC_N));
+  napi_value events;
+  napi_create_object(env, &events);
+  napi_set_named_property(env, events, "down", js_num(env, EV_DOWN));
+  napi_set_named_property(env, events, "done", js_num(env, EV_DONE));
+  napi_set_named_property(env, events, "debug", js_num(env, EV_DEBUG));
+  napi_set_named_property(env, out, "events", events);
   return out;
 }
 
