@@ -94,13 +94,26 @@ async function makeAuthorityKeys(a: Authority): Promise<void> {
   a.fingerprint = await listFingerprint(a.dataDir, a.nickname);
 }
 
-async function consensusPublished(dirPort: number): Promise<boolean> {
+/**
+ * Whether this authority serves a consensus in which every node of the lab can be on a circuit:
+ * all of them listed, each Running, Valid, Guard and Exit. The first consensus can lack a node
+ * whose descriptor reached the authorities after the vote; a tor that fetched that one has too few
+ * relays for a three-hop circuit and waits at "enough directory info" until a later consensus.
+ */
+async function consensusComplete(dirPort: number, nicknames: string[]): Promise<boolean> {
   return new Promise((resolve) => {
     const req = http.get(
       { host: '127.0.0.1', port: dirPort, path: '/tor/status-vote/current/consensus-microdesc', timeout: 2000 },
       (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
+        if (res.statusCode !== 200) {
+          res.resume();
+          return resolve(false);
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve(consensusLists(text, nicknames)));
+        res.on('error', () => resolve(false));
       },
     );
     req.on('error', () => resolve(false));
@@ -109,6 +122,17 @@ async function consensusPublished(dirPort: number): Promise<boolean> {
       resolve(false);
     });
   });
+}
+
+/** Every nickname has an "r" line whose "s" line holds the flags a circuit needs. */
+function consensusLists(text: string, nicknames: string[]): boolean {
+  const flags = new Map<string, string[]>();
+  let current: string | null = null;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('r ')) current = line.split(' ')[1] ?? null;
+    else if (line.startsWith('s ') && current) flags.set(current, line.slice(2).split(' '));
+  }
+  return nicknames.every((n) => ['Running', 'Valid', 'Guard', 'Exit'].every((f) => flags.get(n)?.includes(f)));
 }
 
 async function startHttp(file: Buffer): Promise<{ server: http.Server; port: number }> {
@@ -200,7 +224,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
 
     const deadline = Date.now() + (opts.consensusTimeoutMs ?? 90_000);
     for (;;) {
-      const ok = await Promise.all(auths.map((a) => consensusPublished(a.dirPort)));
+      const ok = await Promise.all(auths.map((a) => consensusComplete(a.dirPort, auths.map((x) => x.nickname))));
       if (ok.every(Boolean)) break;
       if (Date.now() > deadline) throw new Error('the lab network published no consensus in time');
       await new Promise((r) => setTimeout(r, 500));
