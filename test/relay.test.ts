@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfigText, resolveConfig, orPortFor, instanceLayout, type ResolvedConfig } from '../src/config/index.js';
-import { parseNsEntry, renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
-import { listFingerprint } from '../src/tor/index.js';
+import { renderRelayTorrc, initRelays, relayProblems, signingCertExpiry, rsaFingerprint, familyKeyDirOf } from '../src/relay/index.js';
+import { listFingerprint, parseNsEntry } from '../src/tor/index.js';
 import { cli, configProblems, tmp } from './helpers.js';
 
 const RELAY = `mode: relay

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
-import { spawnChild, torArgs, listFingerprint, renderTorrc, TOR_BIN, type Child } from '../tor/index.js';
+import { spawnChild, torArgs, listFingerprint, renderTorrc, parseNsEntry, TOR_BIN, type Child } from '../tor/index.js';
 import { assertIsolated } from './isolation.js';
 import { freePort } from './ports.js';
 
@@ -124,15 +124,12 @@ async function consensusComplete(dirPort: number, nicknames: string[]): Promise<
   });
 }
 
-/** Every nickname has an "r" line whose "s" line holds the flags a circuit needs. */
+/** Every nickname has an entry (its r line to the next) whose flags a circuit needs. */
 function consensusLists(text: string, nicknames: string[]): boolean {
-  const flags = new Map<string, string[]>();
-  let current: string | null = null;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('r ')) current = line.split(' ')[1] ?? null;
-    else if (line.startsWith('s ') && current) flags.set(current, line.slice(2).split(' '));
-  }
-  return nicknames.every((n) => ['Running', 'Valid', 'Guard', 'Exit'].every((f) => flags.get(n)?.includes(f)));
+  const entries = text.split(/\n(?=r )/).flatMap((chunk) => parseNsEntry(chunk) ?? []);
+  const usable = (n: string): boolean =>
+    entries.some((e) => e.nickname === n && ['Running', 'Valid', 'Guard', 'Exit'].every((f) => e.flags.includes(f)));
+  return nicknames.every(usable);
 }
 
 async function startHttp(file: Buffer): Promise<{ server: http.Server; port: number }> {

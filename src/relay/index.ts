@@ -5,7 +5,6 @@ export { renderRelayTorrc, familyKeyDirOf, type FamilyView } from './torrc.js';
 export { initRelays, relayProblems, relayLayouts, familyOf, familyName, type RelayInitResult } from './members.js';
 export { ensureFamilyKey, readFamilyKey, familyDir, type FamilyKey } from './family.js';
 export { rsaFingerprint, signingCertExpiry, readSigningExpiry, keygenSigning, installSigning, masterDirOf } from './identity.js';
-export { parseNsEntry, type ConsensusEntry } from './consensus.js';
 export { signAll, signingStates, type SignResult, type SigningState } from './sign.js';
 export { relayFindings } from './doctor.js';
 export { exportRelayKeys, writeRelayArchive, parseRelayArchive, importRelayKeys, RELAY_ARCHIVE_FORMAT, type RelayArchive } from './archive.js';

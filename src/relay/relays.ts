@@ -19,7 +19,7 @@ import {
 } from '../supervisor/index.js';
 import { renderRelayTorrc, type FamilyView } from './torrc.js';
 import { initRelays, relayProblems, familyOf, relayLayouts } from './members.js';
-import { parseNsEntry, type ConsensusEntry } from './consensus.js';
+import { parseNsEntry, type ConsensusEntry } from '../tor/index.js';
 
 export interface RelayView extends InstanceView {
   /** The relay's entry in the consensus its tor holds (flags, weight), or null while unlisted. */

@@ -5,3 +5,4 @@ export { spawnChild, childEnv, torArgs, type Child, type ChildExit, type SpawnOp
 export { connectControl, waitBootstrapped } from './bootstrap.js';
 export { listFingerprint, torVersion, verifyConfig, TOR_BIN } from './tools.js';
 export { renderTorrc, isValidNickname } from './torrc.js';
+export { parseNsEntry, type ConsensusEntry } from './consensus.js';

@@ -1,4 +1,5 @@
-// A relay's consensus entry as tor's controller gives it (GETINFO ns/id/FP: the r, s and w lines).
+// A relay's consensus entry: as tor's controller gives it (GETINFO ns/id/FP: the r, s and w lines),
+// or one entry of a consensus document (from its r line to the next).
 export interface ConsensusEntry {
   nickname: string;
   flags: string[];
